@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# ser-stream developer entry point: installs what it needs, then runs.
+#   ./dev.sh run [FILE] [run options]   install everything, stream the default microphone (or FILE)
+#   ./dev.sh test [pytest options]      install everything (with test tools), run the test suite
+#   ./dev.sh setup                      install only
+#   ./dev.sh SUBCOMMAND ...             any ser-stream subcommand (train, evaluate, classify, devices, ...)
+# System packages come from apt-get (with sudo when not root); Python packages go into ./.venv.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_RUNTIME=(libportaudio2 libsndfile1 libasound2-plugins)
+APT_TEST=(pulseaudio pulseaudio-utils mosquitto systemd)
+
+log() { printf 'dev.sh: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else log "need root (or sudo) to run: $*"; exit 1; fi
+}
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+python_ok() { command -v python3 >/dev/null 2>&1 && python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; }
+
+setup() {
+  local extras="$1"; shift
+  apt_install "${APT_RUNTIME[@]}" "$@"
+  python_ok || apt_install python3 python3-venv python3-pip
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  local stamp=".venv/.installed-$extras-$(cat pyproject.toml | sha1sum | cut -c1-12)"
+  if [ ! -f "$stamp" ]; then
+    log "installing Python packages into .venv ($extras)"
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    local spec="."; [ "$extras" = runtime ] || spec=".[$extras]"
+    .venv/bin/python -m pip install -q -e "$spec"
+    rm -f .venv/.installed-*; touch "$stamp"
+  fi
+}
+
+cmd="${1:-run}"; [ $# -gt 0 ] && shift
+case "$cmd" in
+  setup) setup test "${APT_TEST[@]}" ;;
+  test)
+    setup test "${APT_TEST[@]}"
+    exec .venv/bin/python -m pytest "$@" ;;
+  run)
+    setup runtime
+    if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then set -- --input "$@"; fi
+    exec .venv/bin/ser-stream run "$@" ;;
+  *)
+    setup train
+    exec .venv/bin/ser-stream "$cmd" "$@" ;;
+esac

@@ -1,0 +1,165 @@
+"""Microphone input through sounddevice (PortAudio).
+
+The device is opened at its native rate (resampling happens in the pipeline),
+so a 48 kHz microphone is never misread as 16 kHz. The callback only copies
+the block into the ring buffer and counts overflows. If the stream dies (a USB
+microphone unplugged), :meth:`MicrophoneSource.poll` reopens it with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import DeviceError
+from ..ringbuffer import RingBuffer
+
+log = logging.getLogger(__name__)
+
+HINT = "use --input FILE to stream a file, or pick a device from `ser-stream devices` (audio.device / --device)"
+
+
+def _sd() -> Any:
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # PortAudio library missing
+        raise DeviceError(f"cannot load PortAudio ({exc}); install libportaudio2, or {HINT}") from None
+    return sd
+
+
+def list_input_devices() -> list[dict[str, Any]]:
+    """Input-capable devices: index, name, host API, channels, native rate, default flag."""
+    sd = _sd()
+    try:
+        devices = sd.query_devices()
+        default_in = sd.default.device[0]
+        apis = sd.query_hostapis()
+    except sd.PortAudioError as exc:
+        raise DeviceError(f"cannot list audio devices: {exc}") from None
+    out = []
+    for d in devices:
+        if d["max_input_channels"] > 0:
+            out.append(
+                {
+                    "index": d["index"],
+                    "name": d["name"],
+                    "hostapi": apis[d["hostapi"]]["name"],
+                    "channels": d["max_input_channels"],
+                    "sample_rate_hz": int(d["default_samplerate"]),
+                    "default": d["index"] == default_in,
+                }
+            )
+    return out
+
+
+def resolve_device(device: str | int | None) -> dict[str, Any]:
+    """Find the input device: an index, a name substring, or None for the default.
+
+    With no usable default input, the first input-capable device is taken (and
+    logged), so a machine whose default is an output-only card still listens.
+    """
+    sd = _sd()
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    try:
+        if device is not None:
+            return dict(sd.query_devices(device, "input"))
+        try:
+            return dict(sd.query_devices(kind="input"))
+        except (ValueError, sd.PortAudioError):
+            candidates = [d for d in sd.query_devices() if d["max_input_channels"] > 0]
+            if not candidates:
+                raise ValueError("no input device found") from None
+            log.warning("no default input device; using %r", candidates[0]["name"])
+            return dict(candidates[0])
+    except (ValueError, sd.PortAudioError) as exc:
+        what = "the default input device" if device is None else f"input device {device!r}"
+        raise DeviceError(f"{what} is unavailable: {exc}; {HINT}") from None
+
+
+class MicrophoneSource:
+    """Captures a microphone into the ring buffer. Owns the PortAudio stream."""
+
+    def __init__(self, *, device: str | int | None, sample_rate_hz: int | None, channels: int, block_seconds: float) -> None:
+        self._sd = _sd()
+        self.info = resolve_device(device)
+        self.device = device
+        self.name = str(self.info["name"])
+        self.sample_rate_hz = int(sample_rate_hz or self.info["default_samplerate"])
+        self.channels = max(1, min(channels, int(self.info["max_input_channels"])))
+        self.block_frames = max(64, int(self.sample_rate_hz * block_seconds))
+        self.error: Exception | None = None
+        self.status_flags = 0  # PortAudio overflow/underflow callbacks seen
+        self._ring: RingBuffer | None = None
+        self._stream: Any = None
+        self._retry_at = 0.0
+        self._backoff = 1.0
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if status:
+            self.status_flags += 1
+        ring = self._ring
+        if ring is not None:
+            ring.write(indata[:, 0] if indata.shape[1] == 1 else indata.mean(axis=1, dtype=np.float32))
+
+    def _open(self) -> None:
+        sd = self._sd
+        try:
+            stream = sd.InputStream(
+                device=self.info["index"],
+                samplerate=self.sample_rate_hz,
+                channels=self.channels,
+                dtype="float32",
+                blocksize=self.block_frames,
+                callback=self._callback,
+            )
+            stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            raise DeviceError(
+                f"cannot open input device {self.name!r} at {self.sample_rate_hz} Hz, {self.channels} channel(s): {exc}; {HINT}"
+            ) from None
+        self._stream = stream
+
+    def start(self, ring: RingBuffer, stop: threading.Event) -> None:
+        self._ring = ring
+        self._open()
+        log.info("capturing %r at %d Hz, %d channel(s)", self.name, self.sample_rate_hz, self.channels)
+
+    def poll(self) -> None:
+        """Called by the pipeline between reads: reopen a stream that died, with backoff."""
+        if self._stream is not None and self._stream.active:
+            self._backoff = 1.0
+            return
+        now = time.monotonic()
+        if now < self._retry_at:
+            return
+        if self._stream is not None:
+            log.warning("input stream on %r stopped; reopening", self.name)
+            self._close_stream()
+        try:
+            self.info = resolve_device(self.device)
+            self.name = str(self.info["name"])
+            self._open()
+            log.info("input device %r reopened", self.name)
+        except DeviceError as exc:
+            self._retry_at = now + self._backoff
+            log.warning("%s (retrying in %.0f s)", exc, self._backoff)
+            self._backoff = min(self._backoff * 2.0, 30.0)
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort()
+                stream.close()
+            except Exception:  # noqa: BLE001 - a dead device may refuse to close
+                log.debug("closing the input stream failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._close_stream()
+        if self._ring is not None:
+            self._ring.close()

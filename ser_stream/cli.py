@@ -1,0 +1,248 @@
+"""Command line: argparse, logging, signals and wiring.
+
+The only module that reads argv or YAML; everything below gets a frozen
+:class:`~ser_stream.config.Config`. Data goes to stdout, logs to stderr.
+Exit codes: 0 ok, 2 usage, 65 unreadable audio, 66 missing input,
+69 audio device unavailable, 78 bad configuration or model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+from .errors import EX_OK, EX_USAGE, SerStreamError
+
+log = logging.getLogger("ser_stream")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _config_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-c", "--config", type=Path, default=None,
+                   help="YAML config file (default: $SER_STREAM_CONFIG, else built-in defaults)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None,
+                   help="override logging.level")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    cfg = _config_parent()
+    parser = argparse.ArgumentParser(
+        prog="ser-stream", description="Real-time speech emotion recognition: microphone or file -> mood on stdout and MQTT."
+    )
+    parser.add_argument("--version", action="version", version=f"ser-stream {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[cfg], help="stream the microphone (or a file) and print one result per hop")
+    run.add_argument("--input", metavar="AUDIO|-", help="stream this file (WAV/FLAC/OGG, any rate) or '-' for a WAV on stdin")
+    run.add_argument("--fast", action="store_true", help="with --input: as fast as possible (no window is dropped)")
+    run.add_argument("--device", metavar="DEV", help="input device index or name substring (see `ser-stream devices`)")
+    run.add_argument("--format", choices=["json", "text"], help="json lines (default when stdout is not a terminal) or a live view")
+    run.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of audio")
+    run.add_argument("--model", type=Path, help="model bundle (overrides model.path)")
+
+    cls = sub.add_parser("classify", parents=[cfg], help="classify audio files, one JSON object per file")
+    cls.add_argument("audio", nargs="+", metavar="AUDIO")
+    cls.add_argument("--model", type=Path, help="model bundle (overrides model.path)")
+    cls.add_argument("--windows", action="store_true", help="one JSON object per window instead of per file")
+
+    tr = sub.add_parser("train", parents=[cfg], help="train a model bundle on RAVDESS-named audio")
+    tr.add_argument("--data", type=Path, required=True, metavar="DIR")
+    tr.add_argument("--out", type=Path, default=Path("ser-stream-model.joblib"), metavar="FILE")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+
+    ev = sub.add_parser("evaluate", parents=[cfg], help="grouped (speaker-independent) evaluation on RAVDESS")
+    ev.add_argument("--data", type=Path, required=True, metavar="DIR")
+    ev.add_argument("--model", type=Path, help="unused by cross-validation protocols; recorded for reference")
+    ev.add_argument("--protocol", choices=["speaker-independent", "seed4"], default="speaker-independent")
+    ev.add_argument("--report", type=Path, metavar="DIR", help="also write the JSON and a confusion-matrix PNG here")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+
+    dev = sub.add_parser("devices", parents=[cfg], help="list audio input devices")
+    dev.add_argument("--json", action="store_true", help="one JSON object per device")
+
+    sub.add_parser("check-config", parents=[cfg], help="validate the config (and model) and print the effective config")
+    return parser
+
+
+def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Config:
+    path = args.config
+    if path is None and os.environ.get("SER_STREAM_CONFIG"):
+        path = Path(os.environ["SER_STREAM_CONFIG"])
+    overrides = dict(overrides or {})
+    if args.log_level:
+        overrides["logging"] = {"level": args.log_level}
+    return load_config(path, overrides=overrides)
+
+
+def _setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_run(args: argparse.Namespace) -> int:
+    from .capture.file import FileSource
+    from .capture.microphone import MicrophoneSource
+    from .model import load_model
+    from .service import run_stream
+    from .sinks import SafeSinks
+    from .sinks.stdout import StdoutSink
+
+    overrides: dict[str, Any] = {}
+    if args.device is not None:
+        overrides["audio"] = {"device": args.device}
+    if args.format:
+        overrides["output"] = {"stdout": {"format": args.format}}
+    if args.model is not None:
+        overrides["model"] = {"path": args.model}
+    if args.fast and not args.input:
+        raise UsageError("--fast needs --input")
+    config = _load(args, overrides)
+    _setup_logging(config.logging.level)
+    model = load_model(config.model.path)
+    stop = threading.Event()
+    _install_signals(stop)
+    if args.input:
+        source = FileSource(args.input, realtime=not args.fast)
+    else:
+        a = config.audio
+        source = MicrophoneSource(device=a.device, sample_rate_hz=a.sample_rate_hz, channels=a.channels, block_seconds=a.block_seconds)
+    sinks = []
+    if config.output.stdout.enabled:
+        fmt = config.output.stdout.format
+        if fmt == "auto":
+            fmt = "text" if sys.stdout.isatty() else "json"
+        sinks.append(StdoutSink(fmt=fmt, labels=model.labels, stop=stop))
+    log.info("ser-stream %s: model %s, window %.2f s, hop %.2f s, source %s (%d Hz)", __version__,
+             model.path, config.window.length_seconds, config.window.hop_seconds, source.name, source.sample_rate_hz)
+    stats = run_stream(config=config, model=model, source=source, sinks=SafeSinks(sinks), stop=stop, max_seconds=args.max_seconds)
+    log.info("stream ended: %.1f s of audio, %d windows (%d speech), %d samples lost to overflow",
+             stats.seconds, stats.windows, stats.speech_windows, stats.overflow_samples)
+    return EX_OK
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .classify import classify_file
+    from .model import load_model
+
+    overrides = {"model": {"path": args.model}} if args.model is not None else {}
+    config = _load(args, overrides)
+    _setup_logging(config.logging.level)
+    model = load_model(config.model.path)
+    code = EX_OK
+    for path in args.audio:
+        try:
+            for obj in classify_file(path, config=config, model=model, per_window=args.windows):
+                sys.stdout.write(json.dumps(obj) + "\n")
+            sys.stdout.flush()
+        except SerStreamError as exc:
+            log.error("%s", exc)
+            code = code or exc.exit_code
+    return code
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import train_command
+
+    config = _load(args)
+    _setup_logging(config.logging.level)
+    train_command(data_dir=args.data, out=args.out, seed=args.seed, jobs=args.jobs)
+    return EX_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .training import evaluate_command
+
+    config = _load(args)
+    _setup_logging(config.logging.level)
+    summary = evaluate_command(data_dir=args.data, protocol=args.protocol, seed=args.seed, jobs=args.jobs, report=args.report)
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return EX_OK
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .capture.microphone import list_input_devices
+
+    config = _load(args)
+    _setup_logging(config.logging.level)
+    devices = list_input_devices()
+    if args.json:
+        for d in devices:
+            sys.stdout.write(json.dumps(d) + "\n")
+    else:
+        if not devices:
+            sys.stdout.write("no input devices found\n")
+        for d in devices:
+            mark = "*" if d["default"] else " "
+            sys.stdout.write(f"{mark} {d['index']:3d}  {d['name']}  ({d['hostapi']}, {d['channels']} ch, {d['sample_rate_hz']} Hz)\n")
+    return EX_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .model import load_model
+
+    config = _load(args)
+    _setup_logging(config.logging.level)
+    model = load_model(config.model.path)
+    data = config.model_dump(mode="json")
+    sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    log.info("configuration is valid; model %s has %d labels", model.path, len(model.labels))
+    return EX_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "classify": cmd_classify,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "devices": cmd_devices,
+    "check-config": cmd_check_config,
+}
+
+
+class UsageError(SerStreamError):
+    exit_code = EX_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging("INFO")
+    try:
+        return COMMANDS[args.command](args)
+    except SerStreamError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EX_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

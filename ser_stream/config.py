@@ -1,0 +1,229 @@
+"""Typed, frozen configuration tree.
+
+Sources, strongest first: command-line flags (passed in by the CLI as a nested
+dict), environment variables (``SER_STREAM_MQTT__HOST=broker``: prefix
+``SER_STREAM_``, ``__`` between levels), the YAML file, the defaults below.
+Unknown keys anywhere are errors. Nothing below the CLI sees a dict or argv:
+they get a :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import EX_CONFIG, SerStreamError
+
+ENV_PREFIX = "SER_STREAM_"
+# Environment variables with the prefix that are not config keys.
+NON_CONFIG_ENV = {"SER_STREAM_CONFIG", "SER_STREAM_DATA_DIR"}
+
+
+class ConfigError(SerStreamError):
+    """A configuration problem; the message names the file, key and value."""
+
+    exit_code = EX_CONFIG
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AudioConfig(_Section):
+    device: str | int | None = None
+    """Input device name (substring) or index; null = the system default."""
+    sample_rate_hz: int | None = Field(default=None, ge=8000, le=384000)
+    """Rate the device is opened at; null = the device's native rate. Audio is
+    resampled to the model's rate on the way in."""
+    channels: int = Field(default=1, ge=1, le=32)
+    """Channels captured from the device; they are mixed to mono."""
+    block_seconds: float = Field(default=0.05, gt=0.0, le=1.0)
+    """Capture block length (the device callback's period)."""
+    buffer_seconds: float = Field(default=30.0, ge=5.0, le=600.0)
+    """Ring buffer capacity; older unread audio is overwritten (and counted)."""
+
+
+class WindowConfig(_Section):
+    length_seconds: float = Field(default=3.0, ge=0.5, le=30.0)
+    hop_seconds: float = Field(default=1.0, ge=0.05, le=30.0)
+
+    @model_validator(mode="after")
+    def _hop_within_window(self) -> "WindowConfig":
+        if self.hop_seconds > self.length_seconds:
+            raise ValueError(
+                f"hop_seconds ({self.hop_seconds}) must not exceed length_seconds ({self.length_seconds})"
+            )
+        return self
+
+
+class VadConfig(_Section):
+    enabled: bool = True
+    threshold_dbfs: float = Field(default=-50.0, ge=-100.0, le=0.0)
+    """A 10 ms frame is active when its level exceeds this (dB full scale)..."""
+    noise_margin_db: float = Field(default=10.0, ge=0.0, le=60.0)
+    """...and exceeds the window's quietest frames by this much."""
+    min_active_seconds: float = Field(default=0.5, ge=0.0)
+    """A window is speech when it holds at least this much active audio."""
+
+
+class ModelConfig(_Section):
+    path: Path | None = None
+    """Model bundle (.joblib); null = the bundled default model."""
+
+
+class MoodConfig(_Section):
+    min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    """A new mood must reach this smoothed probability..."""
+    min_dwell_seconds: float = Field(default=3.0, ge=0.0)
+    """...and stay the leading label for this long before the mood changes."""
+    smoothing_seconds: float = Field(default=4.0, ge=0.0)
+    """Time constant of the moving average of probabilities over speech windows."""
+    idle_after_seconds: float = Field(default=60.0, gt=0.0)
+    """After this much continuous silence the mood returns to ``idle``."""
+
+
+class StdoutConfig(_Section):
+    enabled: bool = True
+    format: Literal["auto", "json", "text"] = "auto"
+    """auto = text on a terminal, JSON lines otherwise."""
+
+
+class OutputConfig(_Section):
+    stdout: StdoutConfig = StdoutConfig()
+
+
+class TlsConfig(_Section):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class HomeAssistantConfig(_Section):
+    discovery: bool = True
+    prefix: str = "homeassistant"
+
+
+class MqttConfig(_Section):
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    device_id: str | None = None
+    base_topic: str = "ser_stream"
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsConfig = TlsConfig()
+    keepalive_seconds: int = Field(default=30, ge=5, le=3600)
+    publish_windows: bool = True
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(BaseSettings):
+    """The whole configuration; frozen after validation."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    audio: AudioConfig = AudioConfig()
+    window: WindowConfig = WindowConfig()
+    vad: VadConfig = VadConfig()
+    model: ModelConfig = ModelConfig()
+    mood: MoodConfig = MoodConfig()
+    output: OutputConfig = OutputConfig()
+    mqtt: MqttConfig = MqttConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # flags (init) > environment > YAML file > defaults
+        return (init_settings, env_settings, _FileSource(settings_cls, _FILE_DATA.get()))
+
+
+_FILE_DATA: ContextVar[dict[str, Any]] = ContextVar("_FILE_DATA", default={})
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The already-parsed YAML file as a settings source."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _env_overrides() -> list[str]:
+    return sorted(k for k in os.environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in NON_CONFIG_ENV)
+
+
+def _format_error(exc: ValidationError, source: str, env_names: list[str]) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        shown = "" if isinstance(value, dict) else f" (value {value!r})"
+        lines.append(f"  {key}: {msg}{shown}")
+    if env_names:
+        lines.append("  environment overrides in effect: " + ", ".join(env_names))
+    return "\n".join(lines)
+
+
+def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = None) -> Config:
+    """Build the frozen config: ``overrides`` (flags) > environment > ``path`` > defaults.
+
+    Raises :class:`ConfigError` naming the file, key and value on any problem.
+    """
+    file_data = _read_yaml(path) if path is not None else {}
+    token = _FILE_DATA.set(file_data)
+    try:
+        return Config(**(overrides or {}))
+    except ValidationError as exc:
+        source = f"file {path}" if path is not None else "defaults"
+        raise ConfigError(_format_error(exc, source, _env_overrides())) from None
+    finally:
+        _FILE_DATA.reset(token)

@@ -1,0 +1,221 @@
+"""Feature extraction in numpy: one STFT per 10 ms frame, statistics per window.
+
+librosa *defines* the features: :func:`build_feature_matrices` (training time
+only) asks librosa for the analysis window, mel, chroma and DCT matrices, and
+the model bundle stores them. At run time only numpy is needed; a test proves
+that :func:`frame_features` equals librosa's own ``stft`` / ``melspectrogram`` /
+``mfcc`` / ``chroma_stft`` / ``spectral_*`` / ``zero_crossing_rate`` / ``rms``
+(all with ``center=False``, ``tuning=0``, ``top_db=None``) within 1e-4 relative.
+
+Frames are not centred: frame ``j`` of a stream covers samples
+``[j*hop, j*hop + n_fft)``. A window starting at a multiple of the hop
+therefore consists of exactly the stream's frames, which is what lets the
+streaming path compute each frame once (see :class:`ser_stream.pipeline.Analyzer`).
+
+Every function here is pure: no I/O, no state, keyword-only parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FEATURE_NAME = "ser-stats-v1"
+
+DEFAULT_SPEC: dict[str, Any] = {
+    "name": FEATURE_NAME,
+    "sample_rate_hz": 16000,
+    "n_fft": 512,  # 32 ms
+    "hop_samples": 160,  # 10 ms
+    "n_mels": 64,
+    "fmin_hz": 0.0,
+    "fmax_hz": 8000.0,
+    "n_mfcc": 20,
+    "n_chroma": 12,
+    "rolloff_percent": 0.85,
+    "amin": 1e-10,
+    "min_active_frames": 20,
+}
+
+# Column layout of the per-frame feature matrix (after the variable-size blocks).
+SCALAR_COLUMNS = ("centroid_hz", "rolloff_hz", "flatness", "zcr", "level_db")
+LEVEL_FLOOR_DB = -100.0
+
+
+@dataclass(frozen=True)
+class FeatureDefinition:
+    """Everything the numpy extractor needs: the spec and its matrices.
+
+    Shapes: ``window`` (n_fft,), ``mel`` (n_mels, n_fft//2+1),
+    ``dct`` (n_mfcc, n_mels), ``chroma`` (n_chroma, n_fft//2+1),
+    ``freqs_hz`` (n_fft//2+1,). All float32.
+    """
+
+    spec: dict[str, Any]
+    window: np.ndarray
+    mel: np.ndarray
+    dct: np.ndarray
+    chroma: np.ndarray
+    freqs_hz: np.ndarray
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return int(self.spec["sample_rate_hz"])
+
+    @property
+    def n_fft(self) -> int:
+        return int(self.spec["n_fft"])
+
+    @property
+    def hop_samples(self) -> int:
+        return int(self.spec["hop_samples"])
+
+    @property
+    def n_frame_columns(self) -> int:
+        return self.mel.shape[0] + self.dct.shape[0] + self.chroma.shape[0] + len(SCALAR_COLUMNS)
+
+    @property
+    def vector_size(self) -> int:
+        return 2 * self.n_frame_columns + self.dct.shape[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": dict(self.spec),
+            "matrices": {
+                "window": self.window,
+                "mel": self.mel,
+                "dct": self.dct,
+                "chroma": self.chroma,
+                "freqs_hz": self.freqs_hz,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureDefinition":
+        spec = dict(data["spec"])
+        m = data["matrices"]
+        n_bins = int(spec["n_fft"]) // 2 + 1
+        fdef = cls(
+            spec=spec,
+            window=np.asarray(m["window"], dtype=np.float32),
+            mel=np.asarray(m["mel"], dtype=np.float32),
+            dct=np.asarray(m["dct"], dtype=np.float32),
+            chroma=np.asarray(m["chroma"], dtype=np.float32),
+            freqs_hz=np.asarray(m["freqs_hz"], dtype=np.float32),
+        )
+        expected = {
+            "window": (int(spec["n_fft"]),),
+            "mel": (int(spec["n_mels"]), n_bins),
+            "dct": (int(spec["n_mfcc"]), int(spec["n_mels"])),
+            "chroma": (int(spec["n_chroma"]), n_bins),
+            "freqs_hz": (n_bins,),
+        }
+        for name, shape in expected.items():
+            got = getattr(fdef, name).shape
+            if got != shape:
+                raise ValueError(f"feature matrix {name!r} has shape {got}, expected {shape}")
+        return fdef
+
+
+def build_feature_matrices(spec: dict[str, Any] | None = None) -> FeatureDefinition:
+    """Ask librosa for the matrices that define the features (training time only)."""
+    import librosa  # heavy: never imported on the run path
+    import scipy.fft
+
+    spec = dict(DEFAULT_SPEC if spec is None else spec)
+    sr, n_fft = int(spec["sample_rate_hz"]), int(spec["n_fft"])
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True)
+    mel = librosa.filters.mel(
+        sr=sr, n_fft=n_fft, n_mels=int(spec["n_mels"]), fmin=float(spec["fmin_hz"]), fmax=float(spec["fmax_hz"])
+    )
+    # librosa.feature.mfcc applies an orthonormal type-II DCT along the mel axis.
+    dct = scipy.fft.dct(np.eye(int(spec["n_mels"])), type=2, norm="ortho", axis=0)[: int(spec["n_mfcc"])]
+    chroma = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0, n_chroma=int(spec["n_chroma"]))
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
+    return FeatureDefinition.from_dict(
+        {"spec": spec, "matrices": {"window": window, "mel": mel, "dct": dct, "chroma": chroma, "freqs_hz": freqs}}
+    )
+
+
+def frame_signal(samples: np.ndarray, *, n_fft: int, hop: int) -> np.ndarray:
+    """View ``samples`` (n,) as frames (n_frames, n_fft), hop ``hop``, no padding (a view, no copy)."""
+    if samples.shape[0] < n_fft:
+        return np.empty((0, n_fft), dtype=samples.dtype)
+    return np.lib.stride_tricks.sliding_window_view(samples, n_fft)[::hop]
+
+
+def frame_features(frames: np.ndarray, *, fdef: FeatureDefinition) -> np.ndarray:
+    """Per-frame features.
+
+    ``frames``: (n_frames, n_fft) float32 samples in [-1, 1].
+    Returns (n_frames, n_frame_columns) float32:
+    log-mel in dB (n_mels) | MFCC (n_mfcc) | chroma (n_chroma, max-normalised) |
+    spectral centroid Hz | rolloff Hz | flatness | zero-crossing rate | level dBFS.
+    """
+    amin = float(fdef.spec["amin"])
+    x = np.asarray(frames, dtype=np.float32)
+    spec = np.fft.rfft(x * fdef.window, axis=1)
+    power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32)  # (T, F)
+    mag = np.sqrt(power)
+
+    logmel = 10.0 * np.log10(np.maximum(power @ fdef.mel.T, amin))  # (T, n_mels)
+    mfcc = logmel @ fdef.dct.T  # (T, n_mfcc)
+
+    chroma = power @ fdef.chroma.T  # (T, n_chroma)
+    cmax = chroma.max(axis=1, keepdims=True)
+    chroma = chroma / np.where(cmax > np.finfo(np.float32).tiny, cmax, 1.0)
+
+    mag_sum = mag.sum(axis=1)
+    safe_sum = np.where(mag_sum > np.finfo(np.float32).tiny, mag_sum, 1.0)
+    centroid = (mag @ fdef.freqs_hz) / safe_sum
+    cumulative = np.cumsum(mag, axis=1)
+    reached = cumulative >= float(fdef.spec["rolloff_percent"]) * cumulative[:, -1:]
+    rolloff = fdef.freqs_hz[np.argmax(reached, axis=1)]
+    pclip = np.maximum(power, amin)
+    flatness = np.exp(np.mean(np.log(pclip), axis=1)) / np.mean(pclip, axis=1)
+
+    z = np.where(np.abs(x) <= 1e-10, 0.0, x)
+    zcr = np.count_nonzero(np.signbit(z[:, 1:]) != np.signbit(z[:, :-1]), axis=1) / x.shape[1]
+    rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1))
+    level = 20.0 * np.log10(np.maximum(rms, 10.0 ** (LEVEL_FLOOR_DB / 20.0)))
+
+    scalars = np.stack([centroid, rolloff, flatness, zcr, level], axis=1)
+    return np.concatenate([logmel, mfcc, chroma, scalars], axis=1).astype(np.float32)
+
+
+def level_column(*, fdef: FeatureDefinition) -> int:
+    """Index of the level (dBFS) column in :func:`frame_features`' output."""
+    return fdef.n_frame_columns - 1
+
+
+def window_level_dbfs(feats: np.ndarray, *, fdef: FeatureDefinition) -> float:
+    """Mean-power level of a window in dBFS from its frames (T, n_frame_columns)."""
+    level = feats[:, level_column(fdef=fdef)].astype(np.float64)
+    power = np.mean(10.0 ** (level / 10.0)) if level.size else 0.0
+    return float(max(10.0 * np.log10(max(power, 1e-30)), LEVEL_FLOOR_DB))
+
+
+def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinition) -> np.ndarray:
+    """Statistics of a window's frames: the model's input vector.
+
+    ``feats``: (T, n_frame_columns) from :func:`frame_features`; ``active``: (T,)
+    bool speech mask from :mod:`ser_stream.vad`. Statistics are taken over the
+    active frames when there are at least ``min_active_frames`` of them, else
+    over all frames. Returns (vector_size,) float64:
+    mean (n_frame_columns) | std (n_frame_columns) | std of the MFCC frame-to-frame
+    difference (n_mfcc).
+    """
+    feats = np.asarray(feats, dtype=np.float64)
+    use = active if int(np.count_nonzero(active)) >= int(fdef.spec["min_active_frames"]) else np.ones_like(active)
+    sel = feats[use]
+    mean = sel.mean(axis=0)
+    std = sel.std(axis=0)
+    n_mels, n_mfcc = fdef.mel.shape[0], fdef.dct.shape[0]
+    mfcc = feats[:, n_mels : n_mels + n_mfcc]
+    diff = np.diff(mfcc, axis=0)
+    pairs = use[1:] & use[:-1]
+    dsel = diff[pairs] if np.count_nonzero(pairs) >= 2 else diff
+    dstd = dsel.std(axis=0) if dsel.shape[0] else np.zeros(n_mfcc)
+    return np.concatenate([mean, std, dstd])

@@ -1,0 +1,150 @@
+"""Model bundle: load/save, integrity checks, and the numpy forward pass.
+
+A bundle is a joblib file holding one dict of plain numpy arrays and metadata
+(see ../shared/DESIGN.md). Loading needs neither scikit-learn nor librosa.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .features import FeatureDefinition
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "ser-stream-model"
+BUNDLE_VERSION = 1
+LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.joblib"
+_ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
+
+
+def mlp_forward(x: np.ndarray, *, coefs: list[np.ndarray], intercepts: list[np.ndarray], activation: str) -> np.ndarray:
+    """Softmax MLP forward pass, as scikit-learn's ``MLPClassifier.predict_proba``.
+
+    ``x``: (n, n_features) already standardised. Returns (n, n_classes) probabilities.
+    """
+    h = np.asarray(x, dtype=np.float64)
+    last = len(coefs) - 1
+    for i, (w, b) in enumerate(zip(coefs, intercepts)):
+        h = h @ w + b
+        if i == last:
+            break
+        if activation == "relu":
+            h = np.maximum(h, 0.0)
+        elif activation == "tanh":
+            h = np.tanh(h)
+        elif activation == "logistic":
+            h = 1.0 / (1.0 + np.exp(-h))
+    h = h - h.max(axis=1, keepdims=True)
+    e = np.exp(h)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded bundle. Immutable; shared read-only by whoever classifies."""
+
+    labels: tuple[str, ...]
+    features: FeatureDefinition
+    scaler_mean: np.ndarray
+    scaler_scale: np.ndarray
+    coefs: tuple[np.ndarray, ...]
+    intercepts: tuple[np.ndarray, ...]
+    activation: str
+    meta: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return self.features.sample_rate_hz
+
+    def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, vector_size) window vectors -> (n, n_labels) probabilities."""
+        x = (np.atleast_2d(vectors) - self.scaler_mean) / self.scaler_scale
+        return mlp_forward(x, coefs=list(self.coefs), intercepts=list(self.intercepts), activation=self.activation)
+
+    def to_bundle(self) -> dict[str, Any]:
+        return {
+            "format": BUNDLE_FORMAT,
+            "format_version": BUNDLE_VERSION,
+            "labels": list(self.labels),
+            "sample_rate_hz": self.sample_rate_hz,
+            "features": self.features.to_dict(),
+            "scaler": {"mean": self.scaler_mean, "scale": self.scaler_scale},
+            "mlp": {"coefs": list(self.coefs), "intercepts": list(self.intercepts), "activation": self.activation},
+            **self.meta,
+        }
+
+    def save(self, path: Path) -> None:
+        import joblib
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        joblib.dump(self.to_bundle(), tmp, compress=3)
+        tmp.replace(path)
+
+
+def from_bundle(bundle: Any, *, path: Path | None = None) -> Model:
+    """Validate a bundle dict and build a :class:`Model`; raises ValueError naming the problem."""
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"not a {BUNDLE_FORMAT} bundle")
+    if bundle.get("format_version") != BUNDLE_VERSION:
+        raise ValueError(f"bundle format_version {bundle.get('format_version')!r}, this version reads {BUNDLE_VERSION}")
+    for key in ("labels", "features", "scaler", "mlp"):
+        if key not in bundle:
+            raise ValueError(f"bundle lacks key {key!r}")
+    labels = tuple(str(x) for x in bundle["labels"])
+    fdef = FeatureDefinition.from_dict(bundle["features"])
+    mean = np.asarray(bundle["scaler"]["mean"], dtype=np.float64)
+    scale = np.asarray(bundle["scaler"]["scale"], dtype=np.float64)
+    mlp = bundle["mlp"]
+    coefs = tuple(np.asarray(w, dtype=np.float64) for w in mlp["coefs"])
+    intercepts = tuple(np.asarray(b, dtype=np.float64) for b in mlp["intercepts"])
+    activation = str(mlp.get("activation", "relu"))
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}")
+    n_in = fdef.vector_size
+    if mean.shape != (n_in,) or scale.shape != (n_in,):
+        raise ValueError(f"scaler shapes {mean.shape}/{scale.shape} do not match the feature vector size {n_in}")
+    if not coefs or len(coefs) != len(intercepts):
+        raise ValueError("MLP weights and biases do not pair up")
+    width = n_in
+    for i, (w, b) in enumerate(zip(coefs, intercepts)):
+        if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
+            raise ValueError(f"MLP layer {i} has shape {w.shape} / {b.shape}, expected input width {width}")
+        width = w.shape[1]
+    if width != len(labels):
+        raise ValueError(f"MLP output width {width} does not match {len(labels)} labels")
+    for name, arr in [("scaler.mean", mean), ("scaler.scale", scale), *[(f"mlp.coefs[{i}]", w) for i, w in enumerate(coefs)]]:
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} holds non-finite values")
+    if np.any(scale <= 0):
+        raise ValueError("scaler.scale holds non-positive values")
+    meta = {k: v for k, v in bundle.items() if k not in {"format", "format_version", "labels", "sample_rate_hz", "features", "scaler", "mlp"}}
+    return Model(labels, fdef, mean, scale, coefs, intercepts, activation, meta, path)
+
+
+def load_model(path: Path | None) -> Model:
+    """Load and check a bundle; ``None`` = the bundled default. Raises ModelError (exit 78)."""
+    import joblib
+
+    path = DEFAULT_MODEL_PATH if path is None else Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (model.path)")
+    try:
+        bundle = joblib.load(path)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise ModelError(f"{path}: cannot read model bundle: {type(exc).__name__}: {exc}") from None
+    try:
+        model = from_bundle(bundle, path=path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: invalid model bundle: {exc}") from None
+    log.debug("loaded model %s (%d labels, %d inputs)", path, len(model.labels), model.features.vector_size)
+    return model

@@ -1,0 +1,157 @@
+"""Windowing, speech gate, features and classification of a 16 kHz sample stream.
+
+:class:`Analyzer` is the one implementation behind ``run`` (streaming),
+``classify`` and ``train``/``evaluate`` (offline): they all push samples into
+it, in whatever block sizes they have. Frames are computed once each, in
+batches fixed by the window ends (the first window's frames, then one hop's
+worth per window), so the results do not depend on the block sizes at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from . import features as F
+from . import vad
+from .model import Model
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One hop's result. ``t``: stream time (s) at the window's end."""
+
+    t: float
+    speech: bool
+    label: str | None
+    confidence: float | None
+    probs: np.ndarray | None  # (n_labels,) or None without speech
+    level_dbfs: float
+    padded: bool = False  # True for the one window of an input shorter than a window
+    vector: np.ndarray | None = None  # the model input, kept only with keep_vectors=True
+
+
+def _round_to(value_seconds: float, *, sr: int, step: int) -> int:
+    return max(step, int(round(value_seconds * sr / step)) * step)
+
+
+class Analyzer:
+    """Stateful stream analyser; owned by one thread (not thread-safe).
+
+    ``push(samples)`` takes float32 mono samples at the feature rate and returns
+    the windows completed by them (zero or more).
+    """
+
+    def __init__(
+        self,
+        *,
+        fdef: F.FeatureDefinition,
+        model: Model | None,
+        window_seconds: float,
+        hop_seconds: float,
+        vad_enabled: bool = True,
+        vad_threshold_dbfs: float = -50.0,
+        vad_noise_margin_db: float = 10.0,
+        vad_min_active_seconds: float = 0.5,
+        keep_vectors: bool = False,
+    ) -> None:
+        self.fdef = fdef
+        self.model = model
+        sr, fh = fdef.sample_rate_hz, fdef.hop_samples
+        self.sample_rate_hz = sr
+        self.window_samples = max(_round_to(window_seconds, sr=sr, step=fh), fdef.n_fft)
+        self.hop_samples = _round_to(hop_seconds, sr=sr, step=fh)
+        self.hop_seconds = self.hop_samples / sr
+        self.vad_enabled = vad_enabled
+        self.vad_threshold_dbfs = vad_threshold_dbfs
+        self.vad_noise_margin_db = vad_noise_margin_db
+        self.vad_min_active_seconds = vad_min_active_seconds
+        self.keep_vectors = keep_vectors
+        self.windows_emitted = 0
+        self.samples_seen = 0
+        self._buf = np.zeros(0, dtype=np.float32)  # samples from global index _buf0 on
+        self._buf0 = 0
+        self._frames = np.zeros((0, fdef.n_frame_columns), dtype=np.float32)  # from global frame _frame0
+        self._frame0 = 0
+        self._next_frame = 0
+        self._next_end = self.window_samples
+
+    def push(self, samples: np.ndarray) -> list[WindowResult]:
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if samples.size:
+            self._buf = np.concatenate([self._buf, samples])
+            self.samples_seen += samples.size
+        out = []
+        while self.samples_seen >= self._next_end:
+            out.append(self._emit(self._next_end))
+            self._next_end += self.hop_samples
+        return out
+
+    def flush_short(self) -> WindowResult | None:
+        """At end of input: if no window was completed, zero-pad to one window and classify it."""
+        if self.windows_emitted or self.samples_seen == 0:
+            return None
+        real_t = self.samples_seen / self.sample_rate_hz
+        res = self.push(np.zeros(self.window_samples - self.samples_seen, dtype=np.float32))[0]
+        return replace(res, padded=True, t=real_t)
+
+    def _compute_frames(self, last_frame: int) -> None:
+        fh, n_fft = self.fdef.hop_samples, self.fdef.n_fft
+        count = last_frame + 1 - self._next_frame
+        if count <= 0:
+            return
+        off = self._next_frame * fh - self._buf0
+        seg = self._buf[off : off + (count - 1) * fh + n_fft]
+        new = F.frame_features(F.frame_signal(seg, n_fft=n_fft, hop=fh), fdef=self.fdef)
+        self._frames = np.concatenate([self._frames, new]) if self._frames.size else new
+        self._next_frame = last_frame + 1
+        # samples before the next frame's start are no longer needed
+        drop = self._next_frame * fh - self._buf0
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._buf0 += drop
+
+    def _emit(self, end: int) -> WindowResult:
+        fh, n_fft = self.fdef.hop_samples, self.fdef.n_fft
+        start = end - self.window_samples
+        first_frame, last_frame = start // fh, (end - n_fft) // fh
+        self._compute_frames(last_frame)
+        feats = self._frames[first_frame - self._frame0 : last_frame + 1 - self._frame0]
+        # frames before the next window's first frame are no longer needed
+        keep_from = (start + self.hop_samples) // fh
+        if keep_from > self._frame0:
+            self._frames = self._frames[keep_from - self._frame0 :]
+            self._frame0 = keep_from
+        self.windows_emitted += 1
+        return self._classify(feats, t=end / self.sample_rate_hz)
+
+    def _classify(self, feats: np.ndarray, *, t: float) -> WindowResult:
+        fdef = self.fdef
+        level = F.window_level_dbfs(feats, fdef=fdef)
+        if self.vad_enabled:
+            active = vad.active_frames(
+                feats[:, F.level_column(fdef=fdef)],
+                threshold_dbfs=self.vad_threshold_dbfs,
+                noise_margin_db=self.vad_noise_margin_db,
+            )
+            speech = vad.is_speech(
+                active, frame_seconds=fdef.hop_samples / fdef.sample_rate_hz, min_active_seconds=self.vad_min_active_seconds
+            )
+        else:
+            active, speech = np.ones(feats.shape[0], dtype=bool), True
+        vector = F.window_vector(feats, active=active, fdef=fdef) if (speech or self.keep_vectors) else None
+        label = confidence = probs = None
+        if speech and self.model is not None:
+            probs = self.model.predict_proba(vector)[0]
+            best = int(np.argmax(probs))
+            label, confidence = self.model.labels[best], float(probs[best])
+        return WindowResult(
+            t=t,
+            speech=speech,
+            label=label,
+            confidence=confidence,
+            probs=probs,
+            level_dbfs=level,
+            vector=vector if self.keep_vectors else None,
+        )

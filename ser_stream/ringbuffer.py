@@ -1,0 +1,136 @@
+"""Fixed-size float32 ring buffer between the capture thread and the pipeline.
+
+Ownership: one writer (the capture thread: a sounddevice callback or a file
+reader) and one reader (the pipeline thread). The writer owns ``_written``,
+the reader owns ``_read``; each only reads the other's counter, so no lock is
+needed on the data path (CPython makes the int stores atomic). A
+:class:`threading.Condition` is used only to wake a waiting reader or a
+blocking writer, never inside the audio callback's copy.
+
+Two write modes:
+- ``write(block)`` never blocks (the audio callback): when the reader is more
+  than ``capacity`` behind, the oldest unread samples are lost; the loss is
+  counted in ``overflow_samples`` and the reader skips the gap.
+- ``write_blocking(block, stop)`` waits for room (file replay with ``--fast``,
+  which must not drop a window).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+
+class RingBuffer:
+    """Single-producer single-consumer float32 ring buffer of ``capacity`` samples."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self.capacity = int(capacity)
+        self._buf = np.zeros(self.capacity, dtype=np.float32)
+        self._written = 0  # total samples ever written (writer-owned)
+        self._read = 0  # total samples ever consumed or skipped (reader-owned)
+        self._closed = False
+        self._cond = threading.Condition()
+        self.overflow_samples = 0  # reader-side count of samples lost to overwrite
+        self.overflow_events = 0
+
+    # ---------------------------------------------------------------- writer
+    def _copy_in(self, block: np.ndarray) -> None:
+        n = block.shape[0]
+        if n > self.capacity:
+            block = block[-self.capacity :]
+            n = self.capacity
+        start = self._written % self.capacity
+        first = min(n, self.capacity - start)
+        self._buf[start : start + first] = block[:first]
+        if first < n:
+            self._buf[: n - first] = block[first:]
+        self._written += block.shape[0]
+
+    def write(self, block: np.ndarray) -> None:
+        """Copy ``block`` (1-D float32) in without blocking; may overwrite unread data."""
+        self._copy_in(block)
+        self._notify()
+
+    def write_blocking(self, block: np.ndarray, stop: threading.Event) -> bool:
+        """Copy ``block`` in, waiting for room; returns False if ``stop`` was set first."""
+        offset = 0
+        n = block.shape[0]
+        while offset < n:
+            with self._cond:
+                while self.capacity - (self._written - self._read) <= 0:
+                    if stop.is_set():
+                        return False
+                    self._cond.wait(0.1)
+                room = self.capacity - (self._written - self._read)
+            take = min(room, n - offset)
+            self._copy_in(block[offset : offset + take])
+            offset += take
+            self._notify()
+        return True
+
+    def close(self) -> None:
+        """Writer is done: a reader drains what is left, then sees end of stream."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _notify(self) -> None:
+        # Non-blocking attempt: never wait for the lock in the audio callback.
+        if self._cond.acquire(blocking=False):
+            try:
+                self._cond.notify_all()
+            finally:
+                self._cond.release()
+
+    # ---------------------------------------------------------------- reader
+    @property
+    def available(self) -> int:
+        return min(self._written - self._read, self.capacity)
+
+    def read(self, out: np.ndarray, stop: threading.Event, timeout: float = 0.2) -> int:
+        """Copy up to ``len(out)`` samples into ``out``; returns the count.
+
+        Waits (in slices of ``timeout`` seconds) until at least one sample is
+        available. Returns 0 only at end of stream (closed and drained) or when
+        ``stop`` is set. Samples lost to overwrite are skipped and counted.
+        """
+        while True:
+            written = self._written
+            lag = written - self._read
+            if lag > self.capacity:
+                self._lose(lag - self.capacity)
+                lag = self.capacity
+            if lag == 0:
+                if stop.is_set() or self._closed:
+                    return 0
+                with self._cond:
+                    if self._written == written and not self._closed:
+                        self._cond.wait(timeout)
+                continue
+            n = min(lag, out.shape[0])
+            start = self._read % self.capacity
+            first = min(n, self.capacity - start)
+            out[:first] = self._buf[start : start + first]
+            if first < n:
+                out[first:n] = self._buf[: n - first]
+            # The writer may have lapped us during the copy: the head of what we
+            # copied is then newer audio, so drop it as lost.
+            bad = min(max(self._written - self.capacity - self._read, 0), n)
+            self._read += n
+            if bad:
+                self.overflow_samples += bad
+                self.overflow_events += 1
+                out[: n - bad] = out[bad:n].copy()
+                n -= bad
+            self._notify()
+            if n:
+                return n
+
+    def _lose(self, count: int) -> None:
+        self.overflow_samples += count
+        self.overflow_events += 1
+        self._read += count

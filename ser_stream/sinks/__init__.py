@@ -1,0 +1,106 @@
+"""Output sinks. The core only knows this small interface; it never imports paho.
+
+A sink receives, per hop, the contract's window message (a JSON-ready dict),
+and the mood state whenever it changes. A sink that raises is logged (once per
+failure streak) and called again next time; it never stops inference.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from ..mood import MoodState
+from ..pipeline import WindowResult
+
+log = logging.getLogger(__name__)
+
+
+def iso_utc(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def window_message(res: WindowResult, *, mood: MoodState, labels: tuple[str, ...], ts: datetime) -> dict[str, Any]:
+    """The per-hop JSON object of DESIGN.md."""
+    return {
+        "ts": iso_utc(ts),
+        "t": round(res.t, 3),
+        "speech": res.speech,
+        "label": res.label,
+        "confidence": None if res.confidence is None else round(res.confidence, 4),
+        "probs": None if res.probs is None else {lab: round(float(p), 4) for lab, p in zip(labels, res.probs)},
+        "mood": mood.mood,
+        "level_dbfs": round(res.level_dbfs, 1),
+    }
+
+
+@dataclass(frozen=True)
+class StateMessage:
+    """The retained mood state (DESIGN.md ``{base}/state``)."""
+
+    mood: str
+    confidence: float | None
+    speech: bool
+    muted: bool
+    since: str  # ISO UTC
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mood": self.mood,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "speech": self.speech,
+            "muted": self.muted,
+            "since": self.since,
+        }
+
+
+class Sink(Protocol):
+    name: str
+
+    def publish_window(self, message: dict[str, Any]) -> None: ...
+
+    def publish_state(self, state: StateMessage) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SafeSinks:
+    """Fans messages out to sinks; a failing sink is logged and retried on the next message.
+
+    Owned by the pipeline thread.
+    """
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.sinks = sinks
+        self._failing: set[str] = set()
+        self.failures = 0
+
+    def _call(self, sink: Sink, method: str, arg: Any) -> None:
+        try:
+            getattr(sink, method)(arg)
+        except Exception as exc:  # noqa: BLE001 - a sink must never stop inference
+            self.failures += 1
+            if sink.name not in self._failing:
+                self._failing.add(sink.name)
+                log.error("sink %s failed (%s: %s); will keep trying", sink.name, type(exc).__name__, exc)
+            return
+        if sink.name in self._failing:
+            self._failing.discard(sink.name)
+            log.info("sink %s recovered", sink.name)
+
+    def window(self, message: dict[str, Any]) -> None:
+        for s in self.sinks:
+            self._call(s, "publish_window", message)
+
+    def state(self, state: StateMessage) -> None:
+        for s in self.sinks:
+            self._call(s, "publish_state", state)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing sink %s failed", s.name)

@@ -1,0 +1,322 @@
+"""Datasets, feature extraction for training, grouped evaluation and training.
+
+Imports scikit-learn and librosa lazily: only ``train`` and ``evaluate`` need them.
+Clip features come from the same :class:`~ser_stream.pipeline.Analyzer` the
+daemon streams through, so the model learns what the daemon will hear.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .classify import analyze_file
+from .errors import AudioReadError, InputMissingError
+from .features import FeatureDefinition
+from .model import LABELS
+from .pipeline import Analyzer
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
+TRAIN_WINDOW_SECONDS = 3.0
+TRAIN_HOP_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    label: int  # index into LABELS
+    actor: int
+    statement: int
+    intensity: int
+
+
+def scan_ravdess(data_dir: Path) -> list[Clip]:
+    """RAVDESS-named audio files under ``data_dir``; others are skipped and counted.
+
+    Raises InputMissingError when the folder is missing or holds no RAVDESS-named file.
+    """
+    if not data_dir.is_dir():
+        raise InputMissingError(f"{data_dir}: no such data folder")
+    clips, skipped = [], []
+    for path in sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
+        m = RAVDESS_NAME.match(path.stem)
+        if not m:
+            skipped.append((path, "name is not MM-VV-EE-II-SS-RR-AA"))
+            continue
+        modality, channel, emotion, intensity, statement, _rep, actor = (int(g) for g in m.groups())
+        if channel != 1:
+            skipped.append((path, f"vocal channel {channel:02d} is not speech (01)"))
+            continue
+        if not 1 <= emotion <= len(LABELS):
+            skipped.append((path, f"emotion code {emotion:02d} is outside 01-08"))
+            continue
+        clips.append(Clip(path, emotion - 1, actor, statement, intensity))
+    for path, why in skipped[:20]:
+        log.warning("skipping %s: %s", path, why)
+    if len(skipped) > 20:
+        log.warning("... and %d more files skipped", len(skipped) - 20)
+    if not clips:
+        raise InputMissingError(
+            f"{data_dir}: no RAVDESS-named audio files (MM-VV-EE-II-SS-RR-AA.wav/.flac, e.g. 03-01-05-01-02-01-12.flac)"
+        )
+    log.info("%s: %d clips from %d actors (%d files skipped)", data_dir, len(clips), len({c.actor for c in clips}), len(skipped))
+    return clips
+
+
+def clip_windows(path: Path, *, fdef: FeatureDefinition, window_seconds: float, hop_seconds: float) -> np.ndarray:
+    """Window vectors (n_windows, vector_size) of one clip, speech windows only
+    (all windows when none is speech; one zero-padded window for a short clip)."""
+    analyzer = Analyzer(fdef=fdef, model=None, window_seconds=window_seconds, hop_seconds=hop_seconds, keep_vectors=True)
+    _name, results = analyze_file(path, analyzer=analyzer)
+    speech = [r.vector for r in results if r.speech]
+    return np.stack(speech or [r.vector for r in results])
+
+
+def _extract_one(path: Path, fdef_dict: dict[str, Any], window_seconds: float, hop_seconds: float) -> np.ndarray | str:
+    try:
+        return clip_windows(path, fdef=FeatureDefinition.from_dict(fdef_dict), window_seconds=window_seconds, hop_seconds=hop_seconds)
+    except (AudioReadError, InputMissingError) as exc:
+        return str(exc)
+
+
+def extract_dataset(
+    clips: list[Clip], *, fdef: FeatureDefinition, jobs: int, window_seconds: float = TRAIN_WINDOW_SECONDS,
+    hop_seconds: float = TRAIN_HOP_SECONDS,
+) -> tuple[list[Clip], list[np.ndarray]]:
+    """Window vectors per clip, in parallel; unreadable clips are skipped with a warning naming them."""
+    from joblib import Parallel, delayed
+
+    fd = fdef.to_dict()
+    out = Parallel(n_jobs=jobs, batch_size=16)(
+        delayed(_extract_one)(c.path, fd, window_seconds, hop_seconds) for c in clips
+    )
+    kept_clips, vectors = [], []
+    for clip, res in zip(clips, out):
+        if isinstance(res, str):
+            log.warning("skipping unreadable clip: %s", res)
+            continue
+        kept_clips.append(clip)
+        vectors.append(res)
+    if len(kept_clips) < len(clips):
+        log.warning("%d of %d clips were unreadable and skipped", len(clips) - len(kept_clips), len(clips))
+    return kept_clips, vectors
+
+
+# --------------------------------------------------------------------------- training
+MLP_PARAMS: dict[str, Any] = {
+    "hidden_layer_sizes": (256,),
+    "alpha": 1e-2,
+    "batch_size": 128,
+    "learning_rate_init": 1e-3,
+    "max_iter": 300,
+    "early_stopping": True,
+    "validation_fraction": 0.1,
+    "n_iter_no_change": 15,
+}
+
+
+def fit(X: np.ndarray, y: np.ndarray, *, seed: int) -> tuple[Any, Any]:
+    """Standardise and fit the MLP; returns (scaler, classifier)."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X)
+    clf = MLPClassifier(random_state=seed, **MLP_PARAMS).fit(scaler.transform(X), y)
+    return scaler, clf
+
+
+def stack_windows(clips: list[Clip], vectors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    X = np.concatenate(vectors)
+    y = np.concatenate([np.full(v.shape[0], c.label) for c, v in zip(clips, vectors)])
+    return X, y
+
+
+def to_model(scaler: Any, clf: Any, *, fdef: FeatureDefinition, meta: dict[str, Any]) -> "Model":
+    from .model import Model
+
+    return Model(
+        labels=tuple(LABELS[int(c)] for c in clf.classes_),
+        features=fdef,
+        scaler_mean=np.asarray(scaler.mean_, dtype=np.float64),
+        scaler_scale=np.asarray(scaler.scale_, dtype=np.float64),
+        coefs=tuple(np.asarray(w) for w in clf.coefs_),
+        intercepts=tuple(np.asarray(b) for b in clf.intercepts_),
+        activation=clf.activation,
+        meta=meta,
+    )
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("ser-stream", "numpy", "scikit-learn", "librosa", "soxr", "soundfile"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int) -> "Model":
+    from datetime import datetime, timezone
+
+    from .features import build_feature_matrices
+
+    clips = scan_ravdess(data_dir)
+    fdef = build_feature_matrices()
+    clips, vectors = extract_dataset(clips, fdef=fdef, jobs=jobs)
+    X, y = stack_windows(clips, vectors)
+    log.info("training on %d windows from %d clips (%d features)", X.shape[0], len(clips), X.shape[1])
+    scaler, clf = fit(X, y, seed=seed)
+    missing = sorted(set(range(len(LABELS))) - {int(c) for c in clf.classes_})
+    if missing:
+        raise InputMissingError(f"{data_dir}: no clips of {', '.join(LABELS[i] for i in missing)}; a model needs all 8 emotions")
+    meta = {
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "training": {
+            "data": str(data_dir),
+            "clips": len(clips),
+            "windows": int(X.shape[0]),
+            "actors": sorted({c.actor for c in clips}),
+            "per_label_clips": {lab: sum(c.label == i for c in clips) for i, lab in enumerate(LABELS)},
+            "window_seconds": TRAIN_WINDOW_SECONDS,
+            "hop_seconds": TRAIN_HOP_SECONDS,
+            "seed": seed,
+            "mlp": {k: (list(v) if isinstance(v, tuple) else v) for k, v in MLP_PARAMS.items()},
+            "epochs": int(clf.n_iter_),
+        },
+        "versions": _versions(),
+        "license": "Trained on RAVDESS (CC BY-NC-SA 4.0): non-commercial use only, attribution, share-alike.",
+    }
+    model = to_model(scaler, clf, fdef=fdef, meta=meta)
+    model.save(out)
+    log.info("wrote %s", out)
+    return model
+
+
+# --------------------------------------------------------------------------- evaluation
+SEED4_LABELS = ("calm", "happy", "fearful", "disgust")
+
+
+def _clip_predictions(model: "Model", vectors: list[np.ndarray]) -> np.ndarray:
+    """Clip-level probabilities: the mean over the clip's windows, as `classify` reports."""
+    return np.stack([model.predict_proba(v).mean(axis=0) for v in vectors])
+
+
+def _fold(train_idx: np.ndarray, test_idx: np.ndarray, clips: list[Clip], train_vecs: list[np.ndarray],
+          test_vecs: list[np.ndarray], fdef: FeatureDefinition, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train on ``train_idx`` clips, predict the ``test_idx`` clips; returns (test_idx, predicted label indices)."""
+    X, y = stack_windows([clips[i] for i in train_idx], [train_vecs[i] for i in train_idx])
+    scaler, clf = fit(X, y, seed=seed)
+    model = to_model(scaler, clf, fdef=fdef, meta={})
+    probs = _clip_predictions(model, [test_vecs[i] for i in test_idx])
+    return test_idx, clf.classes_[np.argmax(probs, axis=1)]
+
+
+def summarize_predictions(y_true: np.ndarray, y_pred: np.ndarray, *, labels: tuple[str, ...], protocol: str) -> dict[str, Any]:
+    k = len(labels)
+    conf = np.zeros((k, k), dtype=int)
+    for t, p in zip(y_true, y_pred):
+        conf[t, p] += 1
+    support = conf.sum(axis=1)
+    recall = np.divide(np.diag(conf), support, out=np.zeros(k), where=support > 0)
+    present = support > 0
+    return {
+        "protocol": protocol,
+        "n": int(len(y_true)),
+        "accuracy": round(float(np.mean(y_true == y_pred)), 4),
+        "uar": round(float(recall[present].mean()), 4),
+        "per_class": {lab: round(float(r), 4) for lab, r, ok in zip(labels, recall, present) if ok},
+        "labels": list(labels),
+        "confusion": conf.tolist(),
+    }
+
+
+def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, report: Path | None,
+                     window_seconds: float = 3.0, hop_seconds: float = 1.0) -> dict[str, Any]:
+    """Cross-validated evaluation; returns the summary (the CLI prints it as the last line)."""
+    from joblib import Parallel, delayed
+
+    from .features import build_feature_matrices
+
+    clips = scan_ravdess(data_dir)
+    if protocol == "seed4":
+        keep = {LABELS.index(lab) for lab in SEED4_LABELS}
+        clips = [c for c in clips if c.label in keep]
+    fdef = build_feature_matrices()
+    clips, train_vecs = extract_dataset(clips, fdef=fdef, jobs=jobs)
+    # test clips are heard as the daemon hears them: its window and hop
+    _, test_vecs = extract_dataset(clips, fdef=fdef, jobs=jobs, window_seconds=window_seconds, hop_seconds=hop_seconds)
+    y = np.array([c.label for c in clips])
+    if protocol == "seed4":
+        from sklearn.model_selection import train_test_split
+
+        idx = np.arange(len(clips))
+        tr, te = train_test_split(idx, test_size=0.25, random_state=9)
+        splits = [(tr, te)]
+    else:
+        from sklearn.model_selection import GroupKFold
+
+        groups = np.array([c.actor for c in clips])
+        splits = list(GroupKFold(n_splits=6).split(np.zeros(len(clips)), y, groups))
+        for tr, te in splits:
+            assert not set(groups[tr]) & set(groups[te])
+    log.info("%s: %d clips, %d fold(s)", protocol, len(clips), len(splits))
+    results = Parallel(n_jobs=min(jobs, len(splits)))(
+        delayed(_fold)(tr, te, clips, train_vecs, test_vecs, fdef, seed) for tr, te in splits
+    )
+    y_true, y_pred = [], []
+    for te, pred in results:
+        y_true.append(y[te])
+        y_pred.append(pred)
+    summary = summarize_predictions(np.concatenate(y_true), np.concatenate(y_pred), labels=LABELS, protocol=protocol)
+    if protocol == "seed4":
+        summary = _restrict(summary, SEED4_LABELS)
+    if report is not None:
+        write_report(summary, report)
+    return summary
+
+
+def _restrict(summary: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:
+    idx = [LABELS.index(lab) for lab in keep]
+    conf = np.array(summary["confusion"])[np.ix_(idx, idx)]
+    return {**summary, "labels": list(keep), "confusion": conf.tolist()}
+
+
+def write_report(summary: dict[str, Any], folder: Path) -> None:
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = summary["protocol"]
+    (folder / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    conf = np.array(summary["confusion"], dtype=float)
+    labels = summary["labels"]
+    norm = conf / np.maximum(conf.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, int(conf[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title(f"{name}: accuracy {summary['accuracy']:.3f}, UAR {summary['uar']:.3f} (n={summary['n']})")
+    fig.colorbar(im, ax=ax, label="recall")
+    fig.tight_layout()
+    fig.savefig(folder / f"{name}-confusion.png", dpi=110)
+    plt.close(fig)
