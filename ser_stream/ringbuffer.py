@@ -40,7 +40,8 @@ class RingBuffer:
     # ---------------------------------------------------------------- writer
     def _copy_in(self, block: np.ndarray) -> None:
         n = block.shape[0]
-        if n > self.capacity:
+        if n > self.capacity:  # only the newest ``capacity`` samples can be kept
+            self._written += n - self.capacity
             block = block[-self.capacity :]
             n = self.capacity
         start = self._written % self.capacity
@@ -48,7 +49,7 @@ class RingBuffer:
         self._buf[start : start + first] = block[:first]
         if first < n:
             self._buf[: n - first] = block[first:]
-        self._written += block.shape[0]
+        self._written += n
 
     def write(self, block: np.ndarray) -> None:
         """Copy ``block`` (1-D float32) in without blocking; may overwrite unread data."""
@@ -94,10 +95,11 @@ class RingBuffer:
     def read(self, out: np.ndarray, stop: threading.Event, timeout: float = 0.2) -> int:
         """Copy up to ``len(out)`` samples into ``out``; returns the count.
 
-        Waits (in slices of ``timeout`` seconds) until at least one sample is
-        available. Returns 0 only at end of stream (closed and drained) or when
-        ``stop`` is set. Samples lost to overwrite are skipped and counted.
+        Waits up to ``timeout`` seconds for a sample; returns 0 when none came,
+        at end of stream (see :attr:`finished`) or when ``stop`` is set.
+        Samples lost to overwrite are skipped and counted.
         """
+        waited = False
         while True:
             written = self._written
             lag = written - self._read
@@ -105,8 +107,9 @@ class RingBuffer:
                 self._lose(lag - self.capacity)
                 lag = self.capacity
             if lag == 0:
-                if stop.is_set() or self._closed:
+                if stop.is_set() or self._closed or waited:
                     return 0
+                waited = True
                 with self._cond:
                     if self._written == written and not self._closed:
                         self._cond.wait(timeout)
@@ -129,6 +132,11 @@ class RingBuffer:
             self._notify()
             if n:
                 return n
+
+    @property
+    def finished(self) -> bool:
+        """The writer closed the buffer and everything was read."""
+        return self._closed and self._written == self._read
 
     def _lose(self, count: int) -> None:
         self.overflow_samples += count

@@ -139,8 +139,12 @@ def run_stream(
     try:
         while not stop.is_set():
             n = ring.read(block, stop)
+            source.poll()
+            notifier.watchdog()
             if n == 0:
-                break
+                if ring.finished:
+                    break
+                continue
             samples = resampler.process(block[:n])
             if limit is not None:
                 samples = samples[: max(0, limit - analyzer.samples_seen)]
@@ -148,8 +152,6 @@ def run_stream(
                 emit(res)
             if limit is not None and analyzer.samples_seen >= limit:
                 break
-            source.poll()
-            notifier.watchdog()
         if not stop.is_set() and (limit is None or analyzer.samples_seen < limit):
             for res in analyzer.push(resampler.flush()):
                 emit(res)

@@ -1,0 +1,110 @@
+"""The numpy run path equals its definitions: librosa's features and scikit-learn's MLP."""
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_stream import features as F
+from ser_stream.errors import ModelError
+from ser_stream.model import DEFAULT_MODEL_PATH, LABELS, load_model
+
+# Stated tolerance of the parity with librosa (float32 arithmetic on both sides).
+RTOL, ATOL = 1e-4, 2e-3
+
+
+@pytest.fixture(scope="module")
+def fdef():
+    return F.build_feature_matrices()
+
+
+def test_frame_features_equal_librosa(fdef, clip: Path):
+    import librosa
+
+    y, sr = sf.read(clip, dtype="float32")
+    y = y[: 3 * sr]
+    kw = dict(n_fft=512, hop_length=160, center=False)
+    ours = F.frame_features(F.frame_signal(y, n_fft=512, hop=160), fdef=fdef)
+    power = np.abs(librosa.stft(y, **kw)) ** 2
+    logmel = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=64, fmin=0, fmax=8000), top_db=None)
+    ref = np.concatenate(
+        [
+            logmel.T,
+            librosa.feature.mfcc(S=logmel, n_mfcc=20).T,
+            librosa.feature.chroma_stft(S=power, sr=sr, tuning=0.0).T,
+            np.stack(
+                [
+                    librosa.feature.spectral_centroid(y=y, sr=sr, **kw)[0],
+                    librosa.feature.spectral_rolloff(y=y, sr=sr, roll_percent=0.85, **kw)[0],
+                    librosa.feature.spectral_flatness(y=y, **kw)[0],
+                    librosa.feature.zero_crossing_rate(y, frame_length=512, hop_length=160, center=False)[0],
+                    20 * np.log10(np.maximum(librosa.feature.rms(y=y, frame_length=512, hop_length=160, center=False)[0], 1e-5)),
+                ],
+                axis=1,
+            ),
+        ],
+        axis=1,
+    )
+    assert ours.shape == ref.shape == (297, fdef.n_frame_columns)
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
+
+
+def test_numpy_forward_pass_equals_predict_proba(fdef):
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    from ser_stream.training import to_model
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, fdef.vector_size)) * rng.uniform(0.1, 50, fdef.vector_size) + 7
+    y = rng.integers(0, 8, 400)
+    for hidden in [(32,), (16, 8)]:
+        scaler = StandardScaler().fit(X)
+        clf = MLPClassifier(hidden_layer_sizes=hidden, max_iter=50, random_state=0).fit(scaler.transform(X), y)
+        model = to_model(scaler, clf, fdef=fdef, meta={})
+        np.testing.assert_allclose(model.predict_proba(X), clf.predict_proba(scaler.transform(X)), rtol=1e-10, atol=1e-12)
+
+
+def test_default_model_loads_without_sklearn_or_librosa():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ser_stream.model import load_model; m = load_model(None); "
+        "bad = [k for k in ('sklearn', 'librosa', 'numba') if k in sys.modules]; "
+        "print(len(m.labels), m.sample_rate_hz, bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "8 16000 []"
+
+
+def test_bundle_round_trip(tmp_path: Path):
+    m = load_model(None)
+    assert m.labels == LABELS
+    m.save(tmp_path / "copy.joblib")
+    m2 = load_model(tmp_path / "copy.joblib")
+    v = np.random.default_rng(0).normal(size=(3, m.features.vector_size))
+    np.testing.assert_array_equal(m.predict_proba(v), m2.predict_proba(v))
+
+
+def test_missing_and_corrupt_bundles_are_model_errors(tmp_path: Path):
+    with pytest.raises(ModelError, match="nope.joblib: model file not found"):
+        load_model(tmp_path / "nope.joblib")
+    bad = tmp_path / "garbage.joblib"
+    bad.write_bytes(b"\x00not a joblib file at all")
+    with pytest.raises(ModelError, match="garbage.joblib: cannot read model bundle"):
+        load_model(bad)
+    truncated = tmp_path / "truncated.joblib"
+    truncated.write_bytes(DEFAULT_MODEL_PATH.read_bytes()[:5000])
+    with pytest.raises(ModelError, match="truncated.joblib"):
+        load_model(truncated)
+    bundle = joblib.load(DEFAULT_MODEL_PATH)
+    bundle["scaler"]["mean"] = bundle["scaler"]["mean"][:-1]
+    joblib.dump(bundle, tmp_path / "shape.joblib")
+    with pytest.raises(ModelError, match="scaler shapes"):
+        load_model(tmp_path / "shape.joblib")
+    joblib.dump({"hello": 1}, tmp_path / "other.joblib")
+    with pytest.raises(ModelError, match="not a ser-stream-model bundle"):
+        load_model(tmp_path / "other.joblib")

@@ -1,0 +1,141 @@
+"""Streaming analysis: block-size invariance, speech gate, mood smoothing."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_stream import features as F
+from ser_stream.capture.resample import Resampler
+from ser_stream.config import Config
+from ser_stream.model import load_model
+from ser_stream.mood import IDLE, MoodTracker
+from ser_stream.pipeline import Analyzer
+from ser_stream.service import make_analyzer
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(None)
+
+
+def stream(analyzer: Analyzer, y: np.ndarray, block: int):
+    out = []
+    for i in range(0, len(y), block):
+        out.extend(analyzer.push(y[i : i + block]))
+    return out
+
+
+def test_block_size_does_not_change_any_result(model, long_wav: Path):
+    y, _ = sf.read(long_wav, dtype="float32")
+    runs = {b: stream(make_analyzer(Config(), model), y, b) for b in (160, 1000, 4096, len(y))}
+    ref = runs[len(y)]
+    assert len(ref) == 28
+    assert any(r.speech for r in ref)
+    for block, results in runs.items():
+        assert [(r.t, r.speech, r.label, r.level_dbfs) for r in results] == [(r.t, r.speech, r.label, r.level_dbfs) for r in ref]
+        for a, b in zip(results, ref):
+            assert (a.probs is None) == (b.probs is None)
+            if a.probs is not None:
+                assert np.array_equal(a.probs, b.probs), f"block {block}, t={a.t}"
+
+
+def test_streamed_window_equals_offline_features_of_the_same_samples(model, long_wav: Path):
+    y, _ = sf.read(long_wav, dtype="float32")
+    fdef = model.features
+    an = Analyzer(fdef=fdef, model=None, window_seconds=3.0, hop_seconds=1.0, keep_vectors=True, vad_enabled=False)
+    results = stream(an, y, 777)
+    for r in results[::5]:
+        end = int(round(r.t * 16000))
+        seg = y[end - 48000 : end]
+        feats = F.frame_features(F.frame_signal(seg, n_fft=512, hop=160), fdef=fdef)
+        offline = F.window_vector(feats, active=np.ones(feats.shape[0], dtype=bool), fdef=fdef)
+        np.testing.assert_allclose(r.vector, offline, rtol=1e-6, atol=1e-6)
+
+
+def test_resampled_48k_stream_matches_whole_file(model, wav48: Path):
+    y, sr = sf.read(wav48, dtype="float32", always_2d=True)
+    mono = y.mean(axis=1, dtype=np.float32)
+    assert sr == 48000 and y.shape[1] == 2
+
+    def run(block: int):
+        rs = Resampler(sr, 16000)
+        out = [rs.process(mono[i : i + block]) for i in range(0, len(mono), block)]
+        return np.concatenate(out + [rs.flush()])
+
+    whole, blocks = run(len(mono)), run(4800)
+    assert abs(len(whole) - len(mono) / 3) <= 2 and len(blocks) == len(whole)
+    np.testing.assert_allclose(blocks, whole, atol=1e-5)
+
+
+def test_silence_is_not_speech_and_has_no_label(model):
+    an = make_analyzer(Config(), model)
+    quiet = np.random.default_rng(0).normal(scale=1e-4, size=16000 * 5).astype(np.float32)  # -80 dBFS hiss
+    results = an.push(quiet) + an.push(np.zeros(16000 * 2, dtype=np.float32))
+    assert len(results) == 5
+    assert all(not r.speech and r.label is None and r.probs is None for r in results)
+
+
+def test_steady_tone_is_not_speech(model):
+    t = np.arange(16000 * 4) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # loud, but flat in level
+    results = make_analyzer(Config(), model).push(tone)
+    assert results and not any(r.speech for r in results)
+
+
+def test_speech_windows_have_a_label(model, clip: Path):
+    y, _ = sf.read(clip, dtype="float32")
+    results = make_analyzer(Config(), model).push(y)
+    assert results and all(r.speech for r in results)
+    r = results[0]
+    assert r.label in model.labels and r.probs is not None and abs(r.probs.sum() - 1) < 1e-9
+
+
+def test_short_input_is_padded_once(model):
+    an = make_analyzer(Config(), model)
+    assert an.push(np.zeros(8000, dtype=np.float32)) == []
+    r = an.flush_short()
+    assert r is not None and r.padded and r.t == 0.5
+    assert an.flush_short() is None
+
+
+def tracker(**kw):
+    args = dict(labels=("a", "b", "c"), min_confidence=0.5, min_dwell_seconds=3.0, smoothing_seconds=2.0, idle_after_seconds=10.0)
+    return MoodTracker(**{**args, **kw})
+
+
+A, B = np.array([0.8, 0.1, 0.1]), np.array([0.1, 0.8, 0.1])
+
+
+def test_mood_needs_dwell_and_ignores_one_odd_window():
+    m = tracker()
+    moods = [m.update(t=i, hop_seconds=1.0, probs=p).mood for i, p in enumerate([A, A, A, A, B, A, A])]
+    assert moods == [IDLE, IDLE, "a", "a", "a", "a", "a"]
+
+
+def test_mood_changes_after_the_new_label_holds():
+    m = tracker()
+    for i in range(5):
+        m.update(t=i, hop_seconds=1.0, probs=A)
+    states = [m.update(t=5 + i, hop_seconds=1.0, probs=B) for i in range(8)]
+    moods = [s.mood for s in states]
+    first_b = moods.index("b")
+    assert 3 <= first_b <= 6 and set(moods[first_b:]) == {"b"}
+    assert states[first_b].changed and sum(s.changed for s in states) == 1
+    assert states[first_b].confidence >= 0.5
+
+
+def test_low_confidence_never_becomes_a_mood():
+    m = tracker()
+    flat = np.array([0.4, 0.3, 0.3])
+    assert all(m.update(t=i, hop_seconds=1.0, probs=flat).mood == IDLE for i in range(20))
+
+
+def test_long_silence_returns_to_idle():
+    m = tracker()
+    for i in range(5):
+        m.update(t=i, hop_seconds=1.0, probs=A)
+    states = [m.update(t=5 + i, hop_seconds=1.0, probs=None) for i in range(12)]
+    assert [s.mood for s in states][:9] == ["a"] * 9
+    assert states[9].mood == IDLE and states[9].changed and states[9].confidence is None

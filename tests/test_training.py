@@ -1,0 +1,67 @@
+"""Training on real RAVDESS clips (two actors, via symlinks), reproducibility and bad data."""
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from ser_stream.model import LABELS, load_model
+
+from .conftest import cli
+
+
+@pytest.fixture(scope="module")
+def small_corpus(ravdess: Path, wav48: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("corpus")
+    for actor in ("Actor_01", "Actor_02"):
+        (d / actor).mkdir()
+        for f in sorted((ravdess / actor).glob("*.flac")):
+            (d / actor / f.name).symlink_to(f)
+    bad = d / "bad"
+    bad.mkdir()
+    (bad / "03-01-05-01-01-01-03.flac").write_bytes(b"fLaC but corrupt")  # corrupt among good ones
+    (bad / "03-01-09-01-01-01-03.wav").symlink_to(wav48)  # emotion code out of range
+    (bad / "notes.wav").symlink_to(wav48)  # not a RAVDESS name
+    (bad / "03-01-03-01-02-01-20.wav").symlink_to(wav48)  # 48 kHz stereo among 16 kHz mono
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("model")
+    runs = [cli("train", "--data", str(small_corpus), "--out", str(out / f"m{i}.joblib"), "--seed", "3", timeout=600)
+            for i in range(2)]
+    return out, runs
+
+
+def test_train_writes_a_loadable_bundle_and_skips_bad_files(trained, small_corpus: Path, ravdess: Path):
+    out, runs = trained
+    r = runs[0]
+    log = r.stderr.decode()
+    assert r.returncode == 0, log
+    assert "03-01-05-01-01-01-03.flac" in log and "unreadable" in log  # the corrupt file is named
+    assert "emotion code 09 is outside 01-08" in log
+    assert "notes.wav" in log
+    m = load_model(out / "m0.joblib")
+    assert m.labels == LABELS
+    assert m.meta["training"]["clips"] == 121 and m.meta["training"]["actors"] == [1, 2, 20]
+    r = cli("classify", str(ravdess / "Actor_01" / "03-01-05-02-01-01-01.flac"), "--model", str(out / "m0.joblib"))
+    assert r.returncode == 0 and json.loads(r.stdout)["label"] in LABELS
+
+
+def test_same_seed_gives_the_same_model(trained):
+    out, runs = trained
+    assert all(r.returncode == 0 for r in runs)
+    a, b = joblib.load(out / "m0.joblib"), joblib.load(out / "m1.joblib")
+    for wa, wb in zip(a["mlp"]["coefs"] + [a["scaler"]["mean"]], b["mlp"]["coefs"] + [b["scaler"]["mean"]]):
+        assert np.array_equal(wa, wb)
+
+
+def test_folder_without_ravdess_names_exits_66(tmp_path: Path, wav48: Path):
+    (tmp_path / "hello.wav").symlink_to(wav48)
+    r = cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "m.joblib"))
+    assert r.returncode == 66 and "no RAVDESS-named audio files" in r.stderr.decode()
+    r = cli("train", "--data", str(tmp_path / "missing"))
+    assert r.returncode == 66 and "no such data folder" in r.stderr.decode()
