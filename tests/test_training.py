@@ -65,3 +65,18 @@ def test_folder_without_ravdess_names_exits_66(tmp_path: Path, wav48: Path):
     assert r.returncode == 66 and "no RAVDESS-named audio files" in r.stderr.decode()
     r = cli("train", "--data", str(tmp_path / "missing"))
     assert r.returncode == 66 and "no such data folder" in r.stderr.decode()
+
+
+def test_evaluate_prints_the_summary_as_the_last_line_and_writes_a_report(small_corpus: Path, tmp_path: Path):
+    r = cli("evaluate", "--data", str(small_corpus), "--report", str(tmp_path / "rep"), timeout=600)
+    assert r.returncode == 0, r.stderr.decode()
+    last = json.loads(r.stdout.decode().splitlines()[-1])
+    assert last["protocol"] == "speaker-independent" and last["n"] == 121
+    assert set(last) >= {"protocol", "n", "accuracy", "uar", "per_class", "confusion"}
+    conf = np.array(last["confusion"])
+    assert conf.shape == (8, 8) and conf.sum() == 121
+    assert abs(last["accuracy"] - np.trace(conf) / 121) < 1e-3
+    assert list(last["per_class"]) == list(LABELS)
+    assert (tmp_path / "rep" / "speaker-independent.json").is_file()
+    png = (tmp_path / "rep" / "speaker-independent-confusion.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
