@@ -69,3 +69,37 @@ def classify_file(path: str | Path, *, config: Config, model: Model, per_window:
             "speech": r.speech,
             "level_dbfs": round(r.level_dbfs, 1),
         }
+
+
+# ----------------------------------------------------------------------------- many files, many cores
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(config: Config, model: Model, per_window: bool) -> None:
+    _WORKER.update(config=config, model=model, per_window=per_window)
+
+
+def _classify_in_worker(path: str) -> tuple[list[dict[str, Any]], str | None, int]:
+    from .errors import SerStreamError
+
+    try:
+        objs = list(classify_file(path, config=_WORKER["config"], model=_WORKER["model"], per_window=_WORKER["per_window"]))
+        return objs, None, 0
+    except SerStreamError as exc:
+        return [], str(exc), exc.exit_code
+
+
+def classify_many(
+    paths: list[str], *, config: Config, model: Model, per_window: bool, jobs: int
+) -> Iterator[tuple[list[dict[str, Any]], str | None, int]]:
+    """Classify files in order on ``jobs`` processes: yields (objects, error message, exit code) per file."""
+    if jobs <= 1 or len(paths) < 2:
+        _init_worker(config, model, per_window)
+        yield from map(_classify_in_worker, paths)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(config, model, per_window)) as pool:
+        yield from pool.map(_classify_in_worker, paths, chunksize=max(1, min(16, len(paths) // (4 * jobs))))

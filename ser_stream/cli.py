@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     cls.add_argument("audio", nargs="+", metavar="AUDIO")
     cls.add_argument("--model", type=Path, help="model bundle (overrides model.path)")
     cls.add_argument("--windows", action="store_true", help="one JSON object per window instead of per file")
+    cls.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
 
     tr = sub.add_parser("train", parents=[cfg], help="train a model bundle on RAVDESS-named audio")
     tr.add_argument("--data", type=Path, required=True, metavar="DIR")
@@ -148,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from .classify import classify_file
+    from .classify import classify_many
     from .model import load_model
 
     overrides = {"model": {"path": args.model}} if args.model is not None else {}
@@ -156,14 +157,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
     _setup_logging(config.logging.level)
     model = load_model(config.model.path)
     code = EX_OK
-    for path in args.audio:
-        try:
-            for obj in classify_file(path, config=config, model=model, per_window=args.windows):
-                sys.stdout.write(json.dumps(obj) + "\n")
-            sys.stdout.flush()
-        except SerStreamError as exc:
-            log.error("%s", exc)
-            code = code or exc.exit_code
+    for objs, error, exit_code in classify_many(args.audio, config=config, model=model, per_window=args.windows, jobs=args.jobs):
+        for obj in objs:
+            sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+        if error is not None:
+            log.error("%s", error)
+            code = code or exit_code
     return code
 
 
@@ -232,8 +232,17 @@ class UsageError(SerStreamError):
     exit_code = EX_USAGE
 
 
+# The run path multiplies small matrices: BLAS worker threads only add wake-ups and
+# contend with the capture thread (and with classify's worker processes).
+SINGLE_THREADED_COMMANDS = {"run", "classify"}
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in SINGLE_THREADED_COMMANDS and "numpy" not in sys.modules:
+        for var in BLAS_THREAD_VARIABLES:
+            os.environ.setdefault(var, "1")
     _setup_logging("INFO")
     try:
         return COMMANDS[args.command](args)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.fft as sp_fft
 
 FEATURE_NAME = "ser-stats-v1"
 
@@ -146,6 +147,10 @@ def frame_signal(samples: np.ndarray, *, n_fft: int, hop: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(samples, n_fft)[::hop]
 
 
+# Frames are processed in slices of this many, so temporaries stay in cache.
+FRAME_SLICE = 100
+
+
 def frame_features(frames: np.ndarray, *, fdef: FeatureDefinition) -> np.ndarray:
     """Per-frame features.
 
@@ -154,35 +159,43 @@ def frame_features(frames: np.ndarray, *, fdef: FeatureDefinition) -> np.ndarray
     log-mel in dB (n_mels) | MFCC (n_mfcc) | chroma (n_chroma, max-normalised) |
     spectral centroid Hz | rolloff Hz | flatness | zero-crossing rate | level dBFS.
     """
+    out = np.empty((frames.shape[0], fdef.n_frame_columns), dtype=np.float32)
+    for start in range(0, frames.shape[0], FRAME_SLICE):
+        stop = min(start + FRAME_SLICE, frames.shape[0])
+        _frame_slice(np.asarray(frames[start:stop], dtype=np.float32), fdef, out[start:stop])
+    return out
+
+
+def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> None:
     amin = float(fdef.spec["amin"])
-    x = np.asarray(frames, dtype=np.float32)
-    spec = np.fft.rfft(x * fdef.window, axis=1)
-    power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32)  # (T, F)
-    mag = np.sqrt(power)
+    tiny = np.finfo(np.float32).tiny
+    n_mels, n_mfcc, n_chroma = fdef.mel.shape[0], fdef.dct.shape[0], fdef.chroma.shape[0]
+    mag = np.abs(sp_fft.rfft(x * fdef.window, axis=1))  # (T, F) float32
+    power = mag * mag
 
-    logmel = 10.0 * np.log10(np.maximum(power @ fdef.mel.T, amin))  # (T, n_mels)
-    mfcc = logmel @ fdef.dct.T  # (T, n_mfcc)
+    logmel = out[:, :n_mels]
+    np.log10(np.maximum(power @ fdef.mel.T, amin), out=logmel)
+    logmel *= 10.0
+    out[:, n_mels : n_mels + n_mfcc] = logmel @ fdef.dct.T
 
-    chroma = power @ fdef.chroma.T  # (T, n_chroma)
+    chroma = power @ fdef.chroma.T
     cmax = chroma.max(axis=1, keepdims=True)
-    chroma = chroma / np.where(cmax > np.finfo(np.float32).tiny, cmax, 1.0)
+    out[:, n_mels + n_mfcc : n_mels + n_mfcc + n_chroma] = chroma / np.where(cmax > tiny, cmax, 1.0)
 
+    c = n_mels + n_mfcc + n_chroma
     mag_sum = mag.sum(axis=1)
-    safe_sum = np.where(mag_sum > np.finfo(np.float32).tiny, mag_sum, 1.0)
-    centroid = (mag @ fdef.freqs_hz) / safe_sum
+    out[:, c] = (mag @ fdef.freqs_hz) / np.where(mag_sum > tiny, mag_sum, 1.0)
     cumulative = np.cumsum(mag, axis=1)
     reached = cumulative >= float(fdef.spec["rolloff_percent"]) * cumulative[:, -1:]
-    rolloff = fdef.freqs_hz[np.argmax(reached, axis=1)]
+    out[:, c + 1] = fdef.freqs_hz[np.argmax(reached, axis=1)]
     pclip = np.maximum(power, amin)
-    flatness = np.exp(np.mean(np.log(pclip), axis=1)) / np.mean(pclip, axis=1)
-
-    z = np.where(np.abs(x) <= 1e-10, 0.0, x)
-    zcr = np.count_nonzero(np.signbit(z[:, 1:]) != np.signbit(z[:, :-1]), axis=1) / x.shape[1]
-    rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1))
-    level = 20.0 * np.log10(np.maximum(rms, 10.0 ** (LEVEL_FLOOR_DB / 20.0)))
-
-    scalars = np.stack([centroid, rolloff, flatness, zcr, level], axis=1)
-    return np.concatenate([logmel, mfcc, chroma, scalars], axis=1).astype(np.float32)
+    out[:, c + 2] = np.exp(np.mean(np.log(pclip), axis=1)) / np.mean(pclip, axis=1)
+    # librosa counts |x| <= 1e-10 as zero, and zero as positive
+    negative = x < -1e-10
+    crossings = (negative[:, 1:] != negative[:, :-1]).astype(np.float32)
+    out[:, c + 3] = crossings.sum(axis=1) / x.shape[1]
+    rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])
+    out[:, c + 4] = 20.0 * np.log10(np.maximum(rms, 10.0 ** (LEVEL_FLOOR_DB / 20.0)))
 
 
 def level_column(*, fdef: FeatureDefinition) -> int:
@@ -205,17 +218,24 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     active frames when there are at least ``min_active_frames`` of them, else
     over all frames. Returns (vector_size,) float64:
     mean (n_frame_columns) | std (n_frame_columns) | std of the MFCC frame-to-frame
-    difference (n_mfcc).
+    difference over consecutive selected frames (n_mfcc).
     """
-    feats = np.asarray(feats, dtype=np.float64)
+    f = np.asarray(feats, dtype=np.float64)
     use = active if int(np.count_nonzero(active)) >= int(fdef.spec["min_active_frames"]) else np.ones_like(active)
-    sel = feats[use]
-    mean = sel.mean(axis=0)
-    std = sel.std(axis=0)
+    mean, std = _weighted_mean_std(f, use)
     n_mels, n_mfcc = fdef.mel.shape[0], fdef.dct.shape[0]
-    mfcc = feats[:, n_mels : n_mels + n_mfcc]
-    diff = np.diff(mfcc, axis=0)
+    mfcc = f[:, n_mels : n_mels + n_mfcc]
+    diff = mfcc[1:] - mfcc[:-1]
     pairs = use[1:] & use[:-1]
-    dsel = diff[pairs] if np.count_nonzero(pairs) >= 2 else diff
-    dstd = dsel.std(axis=0) if dsel.shape[0] else np.zeros(n_mfcc)
+    if np.count_nonzero(pairs) < 2:
+        pairs = np.ones_like(pairs)
+    _, dstd = _weighted_mean_std(diff, pairs) if diff.shape[0] else (None, np.zeros(n_mfcc))
     return np.concatenate([mean, std, dstd])
+
+
+def _weighted_mean_std(f: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) std of the rows of ``f`` (T, D) selected by ``mask`` (T,), as two products."""
+    w = mask.astype(np.float64) / max(int(np.count_nonzero(mask)), 1)
+    mean = w @ f
+    var = w @ (f * f) - mean * mean
+    return mean, np.sqrt(np.maximum(var, 0.0))

@@ -22,10 +22,19 @@ def active_frames(level_db: np.ndarray, *, threshold_dbfs: float, noise_margin_d
     level_db = np.asarray(level_db, dtype=np.float64)
     if level_db.size == 0:
         return np.zeros(0, dtype=bool)
-    floor = float(np.percentile(level_db, FLOOR_PERCENTILE))
+    floor = _percentile(level_db, FLOOR_PERCENTILE)
     return (level_db > threshold_dbfs) & (level_db > floor + noise_margin_db)
 
 
 def is_speech(active: np.ndarray, *, frame_seconds: float, min_active_seconds: float) -> bool:
     """True when the active frames add up to at least ``min_active_seconds``."""
     return bool(np.count_nonzero(active) * frame_seconds >= min_active_seconds) and bool(np.any(active))
+
+
+def _percentile(x: np.ndarray, q: float) -> float:
+    """``np.percentile(x, q)`` (linear interpolation) with one partial sort."""
+    pos = (x.size - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, x.size - 1)
+    part = np.partition(x, (lo, hi))
+    return float(part[lo] + (pos - lo) * (part[hi] - part[lo]))

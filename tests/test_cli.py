@@ -179,3 +179,22 @@ def test_run_imports_neither_sklearn_nor_librosa(long_wav: Path):
 
     r = subprocess.run([sys.executable, "-c", code, str(long_wav)], capture_output=True, text=True)
     assert r.returncode == 0 and "HEAVY=[]" in r.stderr
+
+
+def test_classify_imports_neither_sklearn_nor_librosa_and_parallel_equals_serial(clip: Path, wav48: Path, long_wav: Path):
+    import subprocess
+
+    files = [str(clip), str(wav48), str(long_wav)]
+    code = (
+        "import sys\n"
+        "from ser_stream.cli import main\n"
+        "rc = main(['classify', '--jobs', sys.argv[1], *sys.argv[2:]])\n"
+        "bad = [m for m in ('sklearn', 'librosa', 'numba', 'matplotlib') if m in sys.modules]\n"
+        "sys.stderr.write('HEAVY=%s\\n' % bad); sys.exit(rc)\n"
+    )
+    outs = []
+    for jobs in ("1", "2"):
+        r = subprocess.run([sys.executable, "-c", code, jobs, *files], capture_output=True, text=True)
+        assert r.returncode == 0 and "HEAVY=[]" in r.stderr, r.stderr
+        outs.append(r.stdout)
+    assert outs[0] == outs[1] and len(outs[0].splitlines()) == 3
