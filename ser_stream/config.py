@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import EX_CONFIG, SerStreamError
@@ -117,11 +117,28 @@ class MqttConfig(_Section):
     device_id: str | None = None
     base_topic: str = "ser_stream"
     username: str | None = None
+    password: SecretStr | None = None
+    """Prefer ``password_file`` or SER_STREAM_MQTT__PASSWORD; never logged or printed."""
     password_file: Path | None = None
+    """File holding the password. A relative name is looked up in systemd's
+    ``$CREDENTIALS_DIRECTORY`` first (LoadCredential=); with neither password
+    nor file, ``$CREDENTIALS_DIRECTORY/mqtt_password`` is used when present."""
+    client_id: str | None = None
+    """null = ser-stream-<device_id>."""
     tls: TlsConfig = TlsConfig()
     keepalive_seconds: int = Field(default=30, ge=5, le=3600)
     publish_windows: bool = True
+    queue_size: int = Field(default=1000, ge=10, le=1_000_000)
+    """Per-hop messages kept while the broker is away; the oldest are dropped (and counted) beyond it."""
+    reconnect_max_seconds: int = Field(default=60, ge=1, le=3600)
+    """Cap of the exponential reconnect backoff."""
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+
+
+class StateConfig(_Section):
+    directory: Path | None = None
+    """Where the mute switch is persisted; null = $STATE_DIRECTORY (systemd),
+    else $XDG_STATE_HOME/ser-stream or ~/.local/state/ser-stream."""
 
 
 class LoggingConfig(_Section):
@@ -146,6 +163,7 @@ class Config(BaseSettings):
     mood: MoodConfig = MoodConfig()
     output: OutputConfig = OutputConfig()
     mqtt: MqttConfig = MqttConfig()
+    state: StateConfig = StateConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @classmethod
@@ -206,7 +224,8 @@ def _format_error(exc: ValidationError, source: str, env_names: list[str]) -> st
         key = ".".join(str(p) for p in err["loc"])
         value = err.get("input")
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        shown = "" if isinstance(value, dict) else f" (value {value!r})"
+        secret = any("password" in str(p) for p in err["loc"])
+        shown = "" if isinstance(value, dict) or secret else f" (value {value!r})"
         lines.append(f"  {key}: {msg}{shown}")
     if env_names:
         lines.append("  environment overrides in effect: " + ", ".join(env_names))

@@ -19,6 +19,25 @@ import numpy as np
 
 IDLE = "idle"
 
+# Position of each emotion on Russell's circumplex, (valence, arousal) in [-1, 1].
+CIRCUMPLEX: dict[str, tuple[float, float]] = {
+    "neutral": (0.0, 0.0),
+    "calm": (0.4, -0.6),
+    "happy": (0.8, 0.5),
+    "sad": (-0.7, -0.5),
+    "angry": (-0.6, 0.8),
+    "fearful": (-0.7, 0.6),
+    "disgust": (-0.7, 0.2),
+    "surprised": (0.3, 0.8),
+}
+
+
+def arousal_valence(probs: np.ndarray, *, labels: tuple[str, ...]) -> tuple[float, float]:
+    """Expected (arousal, valence) in [-1, 1] under ``probs`` (n_labels,); unknown labels count as (0, 0)."""
+    coords = np.array([CIRCUMPLEX.get(lab, (0.0, 0.0)) for lab in labels])
+    valence, arousal = np.asarray(probs, dtype=np.float64) @ coords
+    return float(arousal), float(valence)
+
 
 @dataclass(frozen=True)
 class MoodState:
@@ -52,7 +71,21 @@ class MoodTracker:
         self._lead_seconds = 0.0
         self._silence_seconds = 0.0
 
-    def _confidence(self) -> float | None:
+    @property
+    def probs(self) -> np.ndarray | None:
+        """The smoothed probabilities (n_labels,), or None after silence or a reset."""
+        return self._avg
+
+    def reset(self, *, t: float) -> bool:
+        """Forget everything (mute): the mood becomes ``idle``; returns True if it changed."""
+        changed = self.mood != IDLE
+        if changed:
+            self.mood, self.since = IDLE, t
+        self._avg, self._lead, self._lead_seconds, self._silence_seconds = None, None, 0.0, 0.0
+        return changed
+
+    def mood_confidence(self) -> float | None:
+        """Smoothed probability of the current mood's label (None when idle)."""
         if self._avg is None or self.mood == IDLE:
             return None
         return float(self._avg[self.labels.index(self.mood)])
@@ -65,7 +98,7 @@ class MoodTracker:
             if self.mood != IDLE and self._silence_seconds >= self.idle_after_seconds - 1e-9:
                 self.mood, self.since, changed = IDLE, t, True
                 self._avg, self._lead, self._lead_seconds = None, None, 0.0
-            return MoodState(self.mood, self._confidence(), self.since, changed)
+            return MoodState(self.mood, self.mood_confidence(), self.since, changed)
 
         self._silence_seconds = 0.0
         p = np.asarray(probs, dtype=np.float64)
@@ -85,4 +118,4 @@ class MoodTracker:
             if self._lead_seconds >= self.min_dwell_seconds - 1e-9 and self._avg[lead] >= self.min_confidence:
                 self.mood, self.since, changed = self.labels[lead], t, True
                 self._lead, self._lead_seconds = None, 0.0
-        return MoodState(self.mood, self._confidence(), self.since, changed)
+        return MoodState(self.mood, self.mood_confidence(), self.since, changed)

@@ -68,6 +68,12 @@ class Analyzer:
         self.vad_noise_margin_db = vad_noise_margin_db
         self.vad_min_active_seconds = vad_min_active_seconds
         self.keep_vectors = keep_vectors
+        self.reset(t0=0.0)
+
+    def reset(self, *, t0: float) -> None:
+        """Start afresh (after a mute): the next sample is stream time ``t0`` seconds."""
+        fdef = self.fdef
+        self.t0 = t0
         self.windows_emitted = 0
         self.samples_seen = 0
         self._buf = np.zeros(0, dtype=np.float32)  # samples from global index _buf0 on
@@ -92,7 +98,7 @@ class Analyzer:
         """At end of input: if no window was completed, zero-pad to one window and classify it."""
         if self.windows_emitted or self.samples_seen == 0:
             return None
-        real_t = self.samples_seen / self.sample_rate_hz
+        real_t = self.t0 + self.samples_seen / self.sample_rate_hz
         res = self.push(np.zeros(self.window_samples - self.samples_seen, dtype=np.float32))[0]
         return replace(res, padded=True, t=real_t)
 
@@ -124,7 +130,7 @@ class Analyzer:
             self._frames = self._frames[keep_from - self._frame0 :]
             self._frame0 = keep_from
         self.windows_emitted += 1
-        return self._classify(feats, t=end / self.sample_rate_hz)
+        return self._classify(feats, t=self.t0 + end / self.sample_rate_hz)
 
     def _classify(self, feats: np.ndarray, *, t: float) -> WindowResult:
         fdef = self.fdef

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -24,7 +25,7 @@ import numpy as np
 from .capture.resample import Resampler
 from .config import Config
 from .model import Model
-from .mood import MoodTracker
+from .mood import IDLE, MoodTracker, arousal_valence
 from .pipeline import Analyzer, WindowResult
 from .ringbuffer import RingBuffer
 from .sinks import SafeSinks, StateMessage, iso_utc, window_message
@@ -69,6 +70,51 @@ class Notifier:
             self.send("WATCHDOG=1")
 
 
+class Controls:
+    """Switches that other threads (the MQTT client) flip and the pipeline reads.
+
+    Owned by the service. ``muted`` survives restarts in ``state_dir/mute``.
+    """
+
+    def __init__(self, *, state_dir: Path | None) -> None:
+        self._muted = threading.Event()
+        self._file = None if state_dir is None else state_dir / "mute"
+        if self._file is not None and self._file.is_file():
+            try:
+                if self._file.read_text().strip().upper() == "ON":
+                    self._muted.set()
+                    log.info("muted (persisted in %s)", self._file)
+            except OSError as exc:
+                log.warning("cannot read %s: %s", self._file, exc)
+
+    @property
+    def muted(self) -> bool:
+        return self._muted.is_set()
+
+    def set_muted(self, on: bool) -> None:
+        if on == self.muted:
+            return
+        (self._muted.set if on else self._muted.clear)()
+        log.info("listening %s", "muted: no audio is analysed" if on else "resumed")
+        if self._file is not None:
+            try:
+                self._file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self._file.with_suffix(".tmp")
+                tmp.write_text("ON\n" if on else "OFF\n")
+                tmp.replace(self._file)
+            except OSError as exc:
+                log.warning("cannot persist the mute switch in %s: %s", self._file, exc)
+
+
+def default_state_dir() -> Path:
+    """$STATE_DIRECTORY (systemd StateDirectory=), else the XDG state home."""
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "ser-stream"
+
+
 @dataclass
 class RunStats:
     windows: int = 0
@@ -91,6 +137,23 @@ def make_analyzer(config: Config, model: Model, *, keep_vectors: bool = False) -
     )
 
 
+def state_message(tracker: MoodTracker, *, speech: bool, muted: bool, since: str) -> StateMessage:
+    probs = tracker.probs
+    arousal = valence = None
+    if probs is not None and tracker.mood != IDLE:
+        arousal, valence = arousal_valence(probs, labels=tracker.labels)
+    return StateMessage(
+        mood=tracker.mood,
+        confidence=None if muted else tracker.mood_confidence(),
+        speech=speech,
+        muted=muted,
+        since=since,
+        arousal=arousal,
+        valence=valence,
+        probs=None if probs is None else {lab: float(p) for lab, p in zip(tracker.labels, probs)},
+    )
+
+
 def run_stream(
     *,
     config: Config,
@@ -98,12 +161,17 @@ def run_stream(
     source: Source,
     sinks: SafeSinks,
     stop: threading.Event,
+    controls: Controls | None = None,
     max_seconds: float | None = None,
 ) -> RunStats:
     """Stream ``source`` until it ends, ``stop`` is set, or ``max_seconds`` of audio went by.
 
-    Raises the source's error (e.g. truncated audio) after emitting everything before it.
+    While ``controls.muted``, audio is read and discarded unanalysed. The state
+    is sent to the sinks whenever any of its values changes, mood changes also
+    as events. Raises the source's error (e.g. truncated audio) after emitting
+    everything before it.
     """
+    controls = controls or Controls(state_dir=None)
     notifier = Notifier()
     ring = RingBuffer(int(source.sample_rate_hz * config.audio.buffer_seconds))
     resampler = Resampler(source.sample_rate_hz, model.sample_rate_hz)
@@ -116,12 +184,25 @@ def run_stream(
         idle_after_seconds=config.mood.idle_after_seconds,
     )
     stats = RunStats()
-    started = datetime.now(timezone.utc)
-    sinks.state(StateMessage(tracker.mood, None, False, False, iso_utc(started)))
+    since = iso_utc(datetime.now(timezone.utc))
+    muted = controls.muted
+    speech = False
+    last_state: dict | None = None
+
+    def publish_state() -> None:
+        nonlocal last_state
+        state = state_message(tracker, speech=speech, muted=muted, since=since)
+        key = {k: v for k, v in state.to_dict().items() if k != "since"}
+        if key != last_state:
+            last_state = key
+            sinks.state(state)
 
     def emit(res: WindowResult) -> None:
+        nonlocal since, speech
         now = datetime.now(timezone.utc)
+        previous = tracker.mood
         state = tracker.update(t=res.t, hop_seconds=analyzer.hop_seconds, probs=res.probs)
+        speech = res.speech
         stats.windows += 1
         stats.speech_windows += int(res.speech)
         if res.padded:
@@ -129,11 +210,16 @@ def run_stream(
                         source.name, res.t, analyzer.window_samples / analyzer.sample_rate_hz)
         sinks.window(window_message(res, mood=state, labels=model.labels, ts=now))
         if state.changed:
+            since = iso_utc(now)
             log.info("mood: %s (confidence %.2f) at t=%.1f s", state.mood, state.confidence or 0.0, res.t)
-            sinks.state(StateMessage(state.mood, state.confidence, res.speech, False, iso_utc(now)))
+            sinks.event({"ts": since, "t": round(res.t, 3), "mood": state.mood, "previous": previous,
+                         "confidence": None if state.confidence is None else round(state.confidence, 3)})
+        publish_state()
 
+    publish_state()
     block = np.empty(max(1, source.sample_rate_hz // 10), dtype=np.float32)
-    limit = None if max_seconds is None else int(max_seconds * model.sample_rate_hz)
+    limit = None if max_seconds is None else int(round(max_seconds * source.sample_rate_hz))
+    consumed = 0  # source samples read from the ring, muted or not
     source.start(ring, stop)
     notifier.send("READY=1", f"STATUS=listening on {source.name}")
     try:
@@ -141,18 +227,31 @@ def run_stream(
             n = ring.read(block, stop)
             source.poll()
             notifier.watchdog()
+            if controls.muted != muted:
+                muted = controls.muted
+                t_now = consumed / source.sample_rate_hz
+                if muted:
+                    if tracker.reset(t=t_now):
+                        since = iso_utc(datetime.now(timezone.utc))
+                    speech = False
+                else:
+                    analyzer.reset(t0=t_now)
+                    resampler = Resampler(source.sample_rate_hz, model.sample_rate_hz)
+                notifier.send(f"STATUS={'muted' if muted else 'listening on ' + source.name}")
+                publish_state()
             if n == 0:
                 if ring.finished:
                     break
                 continue
-            samples = resampler.process(block[:n])
             if limit is not None:
-                samples = samples[: max(0, limit - analyzer.samples_seen)]
-            for res in analyzer.push(samples):
-                emit(res)
-            if limit is not None and analyzer.samples_seen >= limit:
+                n = min(n, limit - consumed)
+            consumed += n
+            if not muted:
+                for res in analyzer.push(resampler.process(block[:n])):
+                    emit(res)
+            if limit is not None and consumed >= limit:
                 break
-        if not stop.is_set() and (limit is None or analyzer.samples_seen < limit):
+        if not stop.is_set() and not muted:  # end of input or --max-seconds: drain the resampler
             for res in analyzer.push(resampler.flush()):
                 emit(res)
             short = analyzer.flush_short()
@@ -162,7 +261,7 @@ def run_stream(
         notifier.send("STOPPING=1")
         source.stop()  # capture first ...
         stats.overflow_samples = ring.overflow_samples
-        stats.seconds = analyzer.samples_seen / analyzer.sample_rate_hz
+        stats.seconds = consumed / source.sample_rate_hz
         if ring.overflow_samples:
             log.warning("ring buffer overflow: %d samples lost in %d events", ring.overflow_samples, ring.overflow_events)
         sinks.close()  # ... sinks last

@@ -38,21 +38,27 @@ def window_message(res: WindowResult, *, mood: MoodState, labels: tuple[str, ...
 
 @dataclass(frozen=True)
 class StateMessage:
-    """The retained mood state (DESIGN.md ``{base}/state``)."""
+    """The retained mood state (DESIGN.md ``{base}/state``), plus arousal/valence and smoothed probabilities."""
 
     mood: str
     confidence: float | None
     speech: bool
     muted: bool
-    since: str  # ISO UTC
+    since: str  # ISO UTC time the mood began
+    arousal: float | None = None
+    valence: float | None = None
+    probs: dict[str, float] | None = None  # the smoothed probabilities behind the mood
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "mood": self.mood,
-            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "confidence": None if self.confidence is None else round(self.confidence, 3),
             "speech": self.speech,
             "muted": self.muted,
             "since": self.since,
+            "arousal": None if self.arousal is None else round(self.arousal, 3),
+            "valence": None if self.valence is None else round(self.valence, 3),
+            "probs": None if self.probs is None else {k: round(v, 3) for k, v in self.probs.items()},
         }
 
 
@@ -62,6 +68,8 @@ class Sink(Protocol):
     def publish_window(self, message: dict[str, Any]) -> None: ...
 
     def publish_state(self, state: StateMessage) -> None: ...
+
+    def publish_event(self, event: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -97,6 +105,10 @@ class SafeSinks:
     def state(self, state: StateMessage) -> None:
         for s in self.sinks:
             self._call(s, "publish_state", state)
+
+    def event(self, event: dict[str, Any]) -> None:
+        for s in self.sinks:
+            self._call(s, "publish_event", event)
 
     def close(self) -> None:
         for s in self.sinks:

@@ -43,6 +43,9 @@ class StdoutSink:
     def publish_state(self, state: StateMessage) -> None:
         """The mood is part of every window line; nothing extra on stdout."""
 
+    def publish_event(self, event: dict[str, Any]) -> None:
+        """Mood changes show in the window lines' ``mood``; nothing extra on stdout."""
+
     def render(self, m: dict[str, Any]) -> str:
         """A redrawn block: level meter, label, mood, probability bars."""
         level = m["level_dbfs"]
