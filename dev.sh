@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_RUNTIME=(libportaudio2 libsndfile1 libasound2-plugins)
-APT_TEST=(pulseaudio pulseaudio-utils mosquitto systemd)
+APT_TEST=(pulseaudio pulseaudio-utils mosquitto openssl systemd)
 
 log() { printf 'dev.sh: %s\n' "$*" >&2; }
 

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--json", action="store_true", help="one JSON object per device")
 
     sub.add_parser("check-config", parents=[cfg], help="validate the config (and model) and print the effective config")
+    sub.add_parser("mqtt-unregister", parents=[cfg],
+                   help="remove this device from Home Assistant (empty retained discovery configs) and clear its retained topics")
     return parser
 
 
@@ -111,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .capture.file import FileSource
     from .capture.microphone import MicrophoneSource
     from .model import load_model
-    from .service import run_stream
+    from .service import Controls, default_state_dir, run_stream
     from .sinks import SafeSinks
     from .sinks.stdout import StdoutSink
 
@@ -140,9 +142,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if fmt == "auto":
             fmt = "text" if sys.stdout.isatty() else "json"
         sinks.append(StdoutSink(fmt=fmt, labels=model.labels, stop=stop))
+    controls = Controls(state_dir=config.state.directory or default_state_dir())
+    if config.mqtt.enabled:
+        from .sinks.mqtt import MqttSink
+
+        sinks.append(MqttSink(config.mqtt, labels=model.labels, on_mute=controls.set_muted, muted=controls.muted))
     log.info("ser-stream %s: model %s, window %.2f s, hop %.2f s, source %s (%d Hz)", __version__,
              model.path, config.window.length_seconds, config.window.hop_seconds, source.name, source.sample_rate_hz)
-    stats = run_stream(config=config, model=model, source=source, sinks=SafeSinks(sinks), stop=stop, max_seconds=args.max_seconds)
+    stats = run_stream(config=config, model=model, source=source, sinks=SafeSinks(sinks), stop=stop,
+                       controls=controls, max_seconds=args.max_seconds)
     log.info("stream ended: %.1f s of audio, %d windows (%d speech), %d samples lost to overflow",
              stats.seconds, stats.windows, stats.speech_windows, stats.overflow_samples)
     return EX_OK
@@ -218,6 +226,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_mqtt_unregister(args: argparse.Namespace) -> int:
+    from .model import LABELS
+    from .sinks.mqtt import base_topic_of, unregister
+
+    config = _load(args)
+    _setup_logging(config.logging.level)
+    n = unregister(config.mqtt, labels=LABELS)
+    log.info("cleared %d retained topics of %s", n, base_topic_of(config.mqtt))
+    return EX_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "classify": cmd_classify,
@@ -225,6 +244,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "devices": cmd_devices,
     "check-config": cmd_check_config,
+    "mqtt-unregister": cmd_mqtt_unregister,
 }
 
 

@@ -139,3 +139,93 @@ def pulse(tmp_path_factory: pytest.TempPathFactory):
     server = PulseServer(tmp_path_factory.mktemp("pulse"))
     yield server
     server.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+                                              if os.access(p, os.X_OK)), None)
+
+
+class Mosquitto:
+    """A real mosquitto broker on 127.0.0.1 and a free port, optionally with a password or TLS."""
+
+    def __init__(self, root: Path, *, users: dict[str, str] | None = None, tls: dict[str, Path] | None = None) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.tls = tls
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_type error", "log_type warning",
+                 "log_type notice", "log_type information", "connection_messages true"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else mosquitto drops to its own user, who cannot read our temp files
+        if users:
+            pw = root / "passwd"
+            pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+            subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True, capture_output=True)
+            pw.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {pw}"]
+        else:
+            lines.append("allow_anonymous true")
+        if tls:
+            lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}"]
+        self.conf = root / "mosquitto.conf"
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.log = open(self.root / "mosquitto.log", "ab")
+        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        import socket
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                assert self.proc.poll() is None, (self.root / "mosquitto.log").read_text()
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+        self.log.close()
+
+    def config_args(self, **extra: str) -> dict[str, str]:
+        """Environment for a ser-stream run against this broker."""
+        env = {"SER_STREAM_MQTT__ENABLED": "true", "SER_STREAM_MQTT__HOST": "127.0.0.1",
+               "SER_STREAM_MQTT__PORT": str(self.port)}
+        env.update(extra)
+        return env
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path):
+    need(mosquitto_binary() is not None and shutil.which("mosquitto_passwd") is not None,
+         "mosquitto (Debian package mosquitto) is not installed")
+    started: list[Mosquitto] = []
+
+    def make(**kw) -> Mosquitto:
+        b = Mosquitto(tmp_path / f"broker{len(started)}", **kw)
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def broker(broker_factory) -> Mosquitto:
+    return broker_factory()
