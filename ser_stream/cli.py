@@ -63,14 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, default=Path("ser-stream-model.joblib"), metavar="FILE")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    tr.add_argument("--augment-copies", type=int, default=2, metavar="N",
+                    help="random living-room copies of each clip (noise, reverb, gain, speed, band limits); 0 = none")
 
     ev = sub.add_parser("evaluate", parents=[cfg], help="grouped (speaker-independent) evaluation on RAVDESS")
     ev.add_argument("--data", type=Path, required=True, metavar="DIR")
     ev.add_argument("--model", type=Path, help="unused by cross-validation protocols; recorded for reference")
-    ev.add_argument("--protocol", choices=["speaker-independent", "seed4"], default="speaker-independent")
+    ev.add_argument("--protocol", choices=["speaker-independent", "speaker-adaptive", "seed4"],
+                    default="speaker-independent")
     ev.add_argument("--report", type=Path, metavar="DIR", help="also write the JSON and a confusion-matrix PNG here")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ev.add_argument("--degrade", choices=["noise10", "reverb"],
+                    help="test on degraded audio: pink noise at 10 dB SNR, or reverberation (RT60 0.6 s)")
+    ev.add_argument("--augment-copies", type=int, default=2, metavar="N", help="as for train")
 
     dev = sub.add_parser("devices", parents=[cfg], help="list audio input devices")
     dev.add_argument("--json", action="store_true", help="one JSON object per device")
@@ -180,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _load(args)
     _setup_logging(config.logging.level)
-    train_command(data_dir=args.data, out=args.out, seed=args.seed, jobs=args.jobs)
+    train_command(data_dir=args.data, out=args.out, seed=args.seed, jobs=args.jobs, augment_copies=args.augment_copies)
     return EX_OK
 
 
@@ -189,7 +195,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     config = _load(args)
     _setup_logging(config.logging.level)
-    summary = evaluate_command(data_dir=args.data, protocol=args.protocol, seed=args.seed, jobs=args.jobs, report=args.report)
+    summary = evaluate_command(data_dir=args.data, protocol=args.protocol, seed=args.seed, jobs=args.jobs,
+                               report=args.report, degrade=args.degrade, augment_copies=args.augment_copies)
     sys.stdout.write(json.dumps(summary) + "\n")
     return EX_OK
 

@@ -38,10 +38,16 @@ DEFAULT_SPEC: dict[str, Any] = {
     "rolloff_percent": 0.85,
     "amin": 1e-10,
     "min_active_frames": 20,
+    "pitch": True,  # autocorrelation pitch and voicing (Boersma 1993) from the same frames
+    "f0_min_hz": 70.0,
+    "f0_max_hz": 500.0,
+    "voicing_threshold": 0.5,
 }
 
 # Column layout of the per-frame feature matrix (after the variable-size blocks).
 SCALAR_COLUMNS = ("centroid_hz", "rolloff_hz", "flatness", "zcr", "level_db")
+PITCH_COLUMNS = ("voicing", "log2_f0")
+PITCH_STATS = ("log2_f0_mean", "log2_f0_std", "log2_f0_p10", "log2_f0_p90", "voiced_fraction")
 LEVEL_FLOOR_DB = -100.0
 
 
@@ -60,6 +66,11 @@ class FeatureDefinition:
     dct: np.ndarray
     chroma: np.ndarray
     freqs_hz: np.ndarray
+    window_acf: np.ndarray | None = None  # (n_fft,) autocorrelation of the window, when spec["pitch"]
+
+    @property
+    def pitch(self) -> bool:
+        return bool(self.spec.get("pitch", False))
 
     @property
     def sample_rate_hz(self) -> int:
@@ -75,11 +86,17 @@ class FeatureDefinition:
 
     @property
     def n_frame_columns(self) -> int:
-        return self.mel.shape[0] + self.dct.shape[0] + self.chroma.shape[0] + len(SCALAR_COLUMNS)
+        pitch = len(PITCH_COLUMNS) if self.pitch else 0
+        return self.mel.shape[0] + self.dct.shape[0] + self.chroma.shape[0] + len(SCALAR_COLUMNS) + pitch
+
+    @property
+    def n_stat_columns(self) -> int:
+        """Columns summarised by mean and std (all but log2 f0, which has its own statistics)."""
+        return self.n_frame_columns - (1 if self.pitch else 0)
 
     @property
     def vector_size(self) -> int:
-        return 2 * self.n_frame_columns + self.dct.shape[0]
+        return 2 * self.n_stat_columns + self.dct.shape[0] + (len(PITCH_STATS) if self.pitch else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +107,7 @@ class FeatureDefinition:
                 "dct": self.dct,
                 "chroma": self.chroma,
                 "freqs_hz": self.freqs_hz,
+                **({"window_acf": self.window_acf} if self.window_acf is not None else {}),
             },
         }
 
@@ -105,7 +123,10 @@ class FeatureDefinition:
             dct=np.asarray(m["dct"], dtype=np.float32),
             chroma=np.asarray(m["chroma"], dtype=np.float32),
             freqs_hz=np.asarray(m["freqs_hz"], dtype=np.float32),
+            window_acf=np.asarray(m["window_acf"], dtype=np.float64) if "window_acf" in m else None,
         )
+        if fdef.pitch and (fdef.window_acf is None or fdef.window_acf.shape != (int(spec["n_fft"]),)):
+            raise ValueError("the feature spec asks for pitch but the bundle has no valid 'window_acf'")
         expected = {
             "window": (int(spec["n_fft"]),),
             "mel": (int(spec["n_mels"]), n_bins),
@@ -135,9 +156,11 @@ def build_feature_matrices(spec: dict[str, Any] | None = None) -> FeatureDefinit
     dct = scipy.fft.dct(np.eye(int(spec["n_mels"])), type=2, norm="ortho", axis=0)[: int(spec["n_mfcc"])]
     chroma = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0, n_chroma=int(spec["n_chroma"]))
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
-    return FeatureDefinition.from_dict(
-        {"spec": spec, "matrices": {"window": window, "mel": mel, "dct": dct, "chroma": chroma, "freqs_hz": freqs}}
-    )
+    matrices = {"window": window, "mel": mel, "dct": dct, "chroma": chroma, "freqs_hz": freqs}
+    if spec.get("pitch"):
+        # circular autocorrelation of the analysis window, for Boersma's correction
+        matrices["window_acf"] = np.fft.irfft(np.abs(np.fft.rfft(window)) ** 2, n_fft)
+    return FeatureDefinition.from_dict({"spec": spec, "matrices": matrices})
 
 
 def frame_signal(samples: np.ndarray, *, n_fft: int, hop: int) -> np.ndarray:
@@ -157,7 +180,8 @@ def frame_features(frames: np.ndarray, *, fdef: FeatureDefinition) -> np.ndarray
     ``frames``: (n_frames, n_fft) float32 samples in [-1, 1].
     Returns (n_frames, n_frame_columns) float32:
     log-mel in dB (n_mels) | MFCC (n_mfcc) | chroma (n_chroma, max-normalised) |
-    spectral centroid Hz | rolloff Hz | flatness | zero-crossing rate | level dBFS.
+    spectral centroid Hz | rolloff Hz | flatness | zero-crossing rate | level dBFS
+    [| voicing (0..1) | log2 f0 (Hz), when the spec has pitch].
     """
     out = np.empty((frames.shape[0], fdef.n_frame_columns), dtype=np.float32)
     for start in range(0, frames.shape[0], FRAME_SLICE):
@@ -170,7 +194,8 @@ def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> Non
     amin = float(fdef.spec["amin"])
     tiny = np.finfo(np.float32).tiny
     n_mels, n_mfcc, n_chroma = fdef.mel.shape[0], fdef.dct.shape[0], fdef.chroma.shape[0]
-    mag = np.abs(sp_fft.rfft(x * fdef.window, axis=1))  # (T, F) float32
+    xw = x * fdef.window
+    mag = np.abs(sp_fft.rfft(xw, axis=1))  # (T, F) float32
     power = mag * mag
 
     logmel = out[:, :n_mels]
@@ -196,11 +221,39 @@ def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> Non
     out[:, c + 3] = crossings.sum(axis=1) / x.shape[1]
     rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])
     out[:, c + 4] = 20.0 * np.log10(np.maximum(rms, 10.0 ** (LEVEL_FLOOR_DB / 20.0)))
+    if fdef.pitch:
+        out[:, c + 5], out[:, c + 6] = _pitch(power, fdef)
+
+
+def _pitch(power: np.ndarray, fdef: FeatureDefinition) -> tuple[np.ndarray, np.ndarray]:
+    """Voicing strength (normalised autocorrelation peak, 0..1) and log2 f0 per frame.
+
+    The frame's (circular) autocorrelation, from its power spectrum, divided by
+    the window's own (Boersma 1993), is searched between the lags of
+    ``f0_max_hz`` and ``f0_min_hz`` for its first peak within 90 % of the
+    highest one (which avoids octave errors), refined by a parabola.
+    """
+    sr, n = fdef.sample_rate_hz, fdef.n_fft
+    acf = sp_fft.irfft(power, n=n, axis=1)
+    lo = int(sr / float(fdef.spec["f0_max_hz"]))
+    hi = min(int(sr / float(fdef.spec["f0_min_hz"])) + 1, n // 2 - 1)
+    energy = acf[:, :1]
+    norm = (acf[:, lo - 1 : hi + 2] / np.where(energy > 1e-12, energy, np.inf)) * (fdef.window_acf[0] / fdef.window_acf[lo - 1 : hi + 2])
+    inner = norm[:, 1:-1]
+    peak = (inner >= norm[:, :-2]) & (inner >= norm[:, 2:]) & (inner >= 0.9 * inner.max(axis=1, keepdims=True))
+    k = np.argmax(peak, axis=1) + 1
+    rows = np.arange(norm.shape[0])
+    a, b, c = norm[rows, k - 1], norm[rows, k], norm[rows, k + 1]
+    denom = a - 2.0 * b + c
+    safe = np.abs(denom) > 1e-12
+    shift = np.where(safe, 0.5 * (a - c) / np.where(safe, denom, 1.0), 0.0)
+    lag = lo - 1 + k + np.clip(shift, -0.5, 0.5)
+    return np.clip(b, 0.0, 1.0), np.log2(sr / lag)
 
 
 def level_column(*, fdef: FeatureDefinition) -> int:
     """Index of the level (dBFS) column in :func:`frame_features`' output."""
-    return fdef.n_frame_columns - 1
+    return fdef.mel.shape[0] + fdef.dct.shape[0] + fdef.chroma.shape[0] + len(SCALAR_COLUMNS) - 1
 
 
 def window_level_dbfs(feats: np.ndarray, *, fdef: FeatureDefinition) -> float:
@@ -222,7 +275,7 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     """
     f = np.asarray(feats, dtype=np.float64)
     use = active if int(np.count_nonzero(active)) >= int(fdef.spec["min_active_frames"]) else np.ones_like(active)
-    mean, std = _weighted_mean_std(f, use)
+    mean, std = _weighted_mean_std(f[:, : fdef.n_stat_columns], use)
     n_mels, n_mfcc = fdef.mel.shape[0], fdef.dct.shape[0]
     mfcc = f[:, n_mels : n_mels + n_mfcc]
     diff = mfcc[1:] - mfcc[:-1]
@@ -230,7 +283,23 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     if np.count_nonzero(pairs) < 2:
         pairs = np.ones_like(pairs)
     _, dstd = _weighted_mean_std(diff, pairs) if diff.shape[0] else (None, np.zeros(n_mfcc))
-    return np.concatenate([mean, std, dstd])
+    parts = [mean, std, dstd]
+    if fdef.pitch:
+        parts.append(_pitch_stats(f, use, fdef))
+    return np.concatenate(parts)
+
+
+def _pitch_stats(f: np.ndarray, use: np.ndarray, fdef: FeatureDefinition) -> np.ndarray:
+    """log2 f0 mean, std, 10th and 90th percentile over voiced selected frames, and the voiced fraction."""
+    c = fdef.n_stat_columns
+    voiced = use & (f[:, c - 1] >= float(fdef.spec["voicing_threshold"]))
+    n_voiced = int(np.count_nonzero(voiced))
+    fraction = n_voiced / max(int(np.count_nonzero(use)), 1)
+    if n_voiced < 5:
+        return np.array([0.0, 0.0, 0.0, 0.0, fraction])
+    lf0 = f[voiced, c]
+    p10, p90 = np.percentile(lf0, [10.0, 90.0])
+    return np.array([lf0.mean(), lf0.std(), p10, p90, fraction])
 
 
 def _weighted_mean_std(f: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ daemon streams through, so the model learns what the daemon will hear.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .classify import analyze_file
+from .capture.file import AudioFile
+from .capture.resample import Resampler
 from .errors import AudioReadError, InputMissingError
 from .features import FeatureDefinition
 from .model import LABELS
@@ -71,43 +73,122 @@ def scan_ravdess(data_dir: Path) -> list[Clip]:
     return clips
 
 
-def clip_windows(path: Path, *, fdef: FeatureDefinition, window_seconds: float, hop_seconds: float) -> np.ndarray:
-    """Window vectors (n_windows, vector_size) of one clip, speech windows only
-    (all windows when none is speech; one zero-padded window for a short clip)."""
-    analyzer = Analyzer(fdef=fdef, model=None, window_seconds=window_seconds, hop_seconds=hop_seconds, keep_vectors=True)
-    _name, results = analyze_file(path, analyzer=analyzer)
+@dataclass(frozen=True)
+class View:
+    """How a clip is turned into window vectors: window, hop, and an optional audio transform
+    (``augment#K``: the K-th random living-room copy; ``noise10`` / ``reverb``: a fixed degradation)."""
+
+    window_seconds: float
+    hop_seconds: float
+    transform: str | None = None
+
+
+TRAIN_VIEW = View(TRAIN_WINDOW_SECONDS, TRAIN_HOP_SECONDS)
+DAEMON_VIEW = View(3.0, 1.0)  # evaluate as the daemon hears: its window and hop
+AUGMENT_COPIES = 2  # random living-room copies of every training clip
+
+
+def extract_for_training(clips: list[Clip], *, fdef: FeatureDefinition, jobs: int, augment_copies: int, seed: int,
+                         test_view: View | None = DAEMON_VIEW) -> tuple[list[Clip], list[np.ndarray], list[np.ndarray] | None]:
+    """Per clip: training windows (clean plus ``augment_copies`` augmented copies), and test windows."""
+    views = {"clean": TRAIN_VIEW}
+    for k in range(augment_copies):
+        views[f"augment#{k}"] = View(TRAIN_WINDOW_SECONDS, TRAIN_HOP_SECONDS, f"augment#{k}")
+    if test_view is not None:
+        views["test"] = test_view
+    clips, vecs = extract_dataset(clips, fdef=fdef, jobs=jobs, views=views, seed=seed)
+    train = [np.concatenate([vecs[name][i] for name in views if name != "test"]) for i in range(len(clips))]
+    return clips, train, vecs.get("test")
+
+
+def clip_audio(path: Path, *, sample_rate_hz: int) -> np.ndarray:
+    """A whole (short) clip, mono, at the feature rate, through the same reader and resampler as the daemon."""
+    audio = AudioFile(path)
+    resampler = Resampler(audio.sample_rate_hz, sample_rate_hz)
+    try:
+        parts = [resampler.process(b) for b in audio.blocks(65536)]
+    finally:
+        audio.close()
+    parts.append(resampler.flush())
+    return np.concatenate(parts)
+
+
+def _seed_of(path: Path, salt: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{path.name}:{salt}".encode()).digest()[:8], "little")
+
+
+def transform_audio(y: np.ndarray, transform: str | None, *, sr: int, path: Path, seed: int) -> np.ndarray:
+    from . import augment
+
+    if transform is None:
+        return y
+    if transform.startswith("augment#"):
+        rng = np.random.default_rng(_seed_of(path, seed * 1000 + int(transform[8:])))
+        return augment.random_augment(y, sr=sr, rng=rng)
+    return augment.degrade(y, kind=transform, sr=sr, seed=_seed_of(path, seed))
+
+
+def windows_of(y: np.ndarray, *, fdef: FeatureDefinition, view: View) -> np.ndarray:
+    """Window vectors (n, vector_size) of a clip: its speech windows (all windows when none
+    is speech; one zero-padded window when it is shorter than a window)."""
+    analyzer = Analyzer(fdef=fdef, model=None, window_seconds=view.window_seconds, hop_seconds=view.hop_seconds,
+                        keep_vectors=True)
+    results = analyzer.push(y)
+    short = analyzer.flush_short()
+    if short is not None:
+        results.append(short)
     speech = [r.vector for r in results if r.speech]
     return np.stack(speech or [r.vector for r in results])
 
 
-def _extract_one(path: Path, fdef_dict: dict[str, Any], window_seconds: float, hop_seconds: float) -> np.ndarray | str:
+def _extract_one(path: Path, fdef_dict: dict[str, Any], views: dict[str, View], seed: int) -> dict[str, np.ndarray] | str:
+    fdef = FeatureDefinition.from_dict(fdef_dict)
     try:
-        return clip_windows(path, fdef=FeatureDefinition.from_dict(fdef_dict), window_seconds=window_seconds, hop_seconds=hop_seconds)
+        y = clip_audio(path, sample_rate_hz=fdef.sample_rate_hz)
     except (AudioReadError, InputMissingError) as exc:
         return str(exc)
+    sr = fdef.sample_rate_hz
+    return {name: windows_of(transform_audio(y, v.transform, sr=sr, path=path, seed=seed), fdef=fdef, view=v)
+            for name, v in views.items()}
 
 
 def extract_dataset(
-    clips: list[Clip], *, fdef: FeatureDefinition, jobs: int, window_seconds: float = TRAIN_WINDOW_SECONDS,
-    hop_seconds: float = TRAIN_HOP_SECONDS,
-) -> tuple[list[Clip], list[np.ndarray]]:
-    """Window vectors per clip, in parallel; unreadable clips are skipped with a warning naming them."""
+    clips: list[Clip], *, fdef: FeatureDefinition, jobs: int, views: dict[str, View], seed: int = 0,
+) -> tuple[list[Clip], dict[str, list[np.ndarray]]]:
+    """Window vectors per clip and view, in parallel; unreadable clips are skipped with a warning naming them."""
     from joblib import Parallel, delayed
 
     fd = fdef.to_dict()
-    out = Parallel(n_jobs=jobs, batch_size=16)(
-        delayed(_extract_one)(c.path, fd, window_seconds, hop_seconds) for c in clips
-    )
-    kept_clips, vectors = [], []
+    out = Parallel(n_jobs=jobs, batch_size=8)(delayed(_extract_one)(c.path, fd, views, seed) for c in _progress(clips))
+    kept_clips: list[Clip] = []
+    vectors: dict[str, list[np.ndarray]] = {name: [] for name in views}
     for clip, res in zip(clips, out):
         if isinstance(res, str):
             log.warning("skipping unreadable clip: %s", res)
             continue
         kept_clips.append(clip)
-        vectors.append(res)
+        for name in views:
+            vectors[name].append(res[name])
     if len(kept_clips) < len(clips):
         log.warning("%d of %d clips were unreadable and skipped", len(clips) - len(kept_clips), len(clips))
     return kept_clips, vectors
+
+
+def _progress(items: list[Any]) -> Any:
+    """Yield ``items``, drawing a progress line on a terminal (stderr); silent otherwise and under CI."""
+    import os
+    import sys
+
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        yield from items
+        return
+    n = len(items)
+    for i, item in enumerate(items, 1):
+        if i == n or i % 20 == 0:
+            sys.stderr.write(f"\rfeatures: {i}/{n} clips")
+            sys.stderr.flush()
+        yield item
+    sys.stderr.write("\n")
 
 
 # --------------------------------------------------------------------------- training
@@ -166,14 +247,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int) -> "Model":
+def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_copies: int = AUGMENT_COPIES) -> "Model":
     from datetime import datetime, timezone
 
     from .features import build_feature_matrices
 
     clips = scan_ravdess(data_dir)
     fdef = build_feature_matrices()
-    clips, vectors = extract_dataset(clips, fdef=fdef, jobs=jobs)
+    clips, vectors, test_vecs = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed)
     X, y = stack_windows(clips, vectors)
     log.info("training on %d windows from %d clips (%d features)", X.shape[0], len(clips), X.shape[1])
     scaler, clf = fit(X, y, seed=seed)
@@ -190,6 +271,7 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int) -> "Model"
             "per_label_clips": {lab: sum(c.label == i for c in clips) for i, lab in enumerate(LABELS)},
             "window_seconds": TRAIN_WINDOW_SECONDS,
             "hop_seconds": TRAIN_HOP_SECONDS,
+            "augment_copies": augment_copies,
             "seed": seed,
             "mlp": {k: (list(v) if isinstance(v, tuple) else v) for k, v in MLP_PARAMS.items()},
             "epochs": int(clf.n_iter_),
@@ -198,7 +280,6 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int) -> "Model"
         "license": "Trained on RAVDESS (CC BY-NC-SA 4.0): non-commercial use only, attribution, share-alike.",
     }
     if len({c.actor for c in clips}) >= 6:
-        _, test_vecs = extract_dataset(clips, fdef=fdef, jobs=jobs, window_seconds=3.0, hop_seconds=1.0)
         meta["metrics"] = {"speaker-independent": cross_validate(
             clips=clips, train_vecs=vectors, test_vecs=test_vecs, fdef=fdef, protocol="speaker-independent", seed=seed, jobs=jobs)}
         log.info("speaker-independent CV of this recipe: accuracy %.3f, UAR %.3f",
@@ -278,7 +359,66 @@ def cross_validate(*, clips: list[Clip], train_vecs: list[np.ndarray], test_vecs
     return _restrict(summary, SEED4_LABELS) if protocol == "seed4" else summary
 
 
+CALM_LABELS = (LABELS.index("neutral"), LABELS.index("calm"))
+
+
+def _speaker_stats(vectors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    X = np.concatenate(vectors)
+    return X.mean(axis=0), X.std(axis=0) + 1e-6
+
+
+def _fold_adaptive(train_idx: np.ndarray, test_idx: np.ndarray, clips: list[Clip], stats_vecs: list[np.ndarray],
+                   train_vecs: list[np.ndarray], test_vecs: list[np.ndarray], fdef: FeatureDefinition, seed: int,
+                   realistic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-speaker z-scored features: training speakers by their own statistics, each test clip by
+    statistics of its speaker's *other* clips (realistic: only their neutral and calm clips)."""
+    def usable(i: int) -> bool:
+        return not realistic or clips[i].label in CALM_LABELS
+
+    Xs, ys = [], []
+    for actor in sorted({clips[i].actor for i in train_idx}):
+        idx = [i for i in train_idx if clips[i].actor == actor]
+        m, s = _speaker_stats([stats_vecs[i] for i in idx if usable(i)])
+        for i in idx:
+            Xs.append((train_vecs[i] - m) / s)
+            ys.append(np.full(train_vecs[i].shape[0], clips[i].label))
+    scaler, clf = fit(np.concatenate(Xs), np.concatenate(ys), seed=seed)
+    model = to_model(scaler, clf, fdef=fdef, meta={})
+    preds = []
+    for i in test_idx:
+        others = [j for j in test_idx if clips[j].actor == clips[i].actor and j != i and usable(j)]
+        m, s = _speaker_stats([test_vecs[j] for j in others])
+        preds.append(clf.classes_[int(np.argmax(model.predict_proba((test_vecs[i] - m) / s).mean(axis=0)))])
+    return test_idx, np.array(preds)
+
+
+def speaker_adaptive(*, clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: list[np.ndarray],
+                     test_vecs: list[np.ndarray], fdef: FeatureDefinition, seed: int, jobs: int) -> dict[str, Any]:
+    """The speaker-adaptive protocol: ``uar`` with statistics from neutral/calm clips only (a home where
+    most talk is calm), ``uar_balanced_stats`` with statistics from all of the speaker's other clips."""
+    from joblib import Parallel, delayed
+    from sklearn.model_selection import GroupKFold
+
+    y = np.array([c.label for c in clips])
+    groups = np.array([c.actor for c in clips])
+    splits = list(GroupKFold(n_splits=min(6, len(set(groups)))).split(np.zeros(len(clips)), y, groups))
+    out = {}
+    for realistic in (True, False):
+        res = Parallel(n_jobs=min(jobs, len(splits)))(
+            delayed(_fold_adaptive)(tr, te, clips, stats_vecs, train_vecs, test_vecs, fdef, seed, realistic)
+            for tr, te in splits)
+        y_true = np.concatenate([y[te] for te, _ in res])
+        y_pred = np.concatenate([p for _, p in res])
+        out[realistic] = summarize_predictions(y_true, y_pred, labels=LABELS, protocol="speaker-adaptive")
+    summary = dict(out[True])
+    summary["stats_from"] = "the speaker's other neutral and calm clips"
+    summary["accuracy_balanced_stats"] = out[False]["accuracy"]
+    summary["uar_balanced_stats"] = out[False]["uar"]
+    return summary
+
+
 def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, report: Path | None,
+                     degrade: str | None = None, augment_copies: int = AUGMENT_COPIES,
                      window_seconds: float = 3.0, hop_seconds: float = 1.0) -> dict[str, Any]:
     """Cross-validated evaluation; returns the summary (the CLI prints it as the last line).
 
@@ -291,10 +431,18 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
         keep = {LABELS.index(lab) for lab in SEED4_LABELS}
         clips = [c for c in clips if c.label in keep]
     fdef = build_feature_matrices()
-    clips, train_vecs = extract_dataset(clips, fdef=fdef, jobs=jobs)
-    _, test_vecs = extract_dataset(clips, fdef=fdef, jobs=jobs, window_seconds=window_seconds, hop_seconds=hop_seconds)
-    summary = cross_validate(clips=clips, train_vecs=train_vecs, test_vecs=test_vecs, fdef=fdef,
-                             protocol=protocol, seed=seed, jobs=jobs)
+    clips, train_vecs, test_vecs = extract_for_training(
+        clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed,
+        test_view=View(window_seconds, hop_seconds, degrade))
+    if protocol == "speaker-adaptive":
+        _, clean, _ = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=0, seed=seed, test_view=None)
+        summary = speaker_adaptive(clips=clips, stats_vecs=clean, train_vecs=train_vecs, test_vecs=test_vecs,
+                                   fdef=fdef, seed=seed, jobs=jobs)
+    else:
+        summary = cross_validate(clips=clips, train_vecs=train_vecs, test_vecs=test_vecs, fdef=fdef,
+                                 protocol=protocol, seed=seed, jobs=jobs)
+    if degrade:
+        summary = {**summary, "degrade": degrade, "protocol": protocol}
     if report is not None:
         write_report(summary, report)
     return summary
@@ -315,7 +463,7 @@ def write_report(summary: dict[str, Any], folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    name = summary["protocol"]
+    name = summary["protocol"] + (f"-{summary['degrade']}" if summary.get("degrade") else "")
     (folder / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     conf = np.array(summary["confusion"], dtype=float)
     labels = summary["labels"]

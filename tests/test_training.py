@@ -31,7 +31,8 @@ def small_corpus(ravdess: Path, wav48: Path, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="module")
 def trained(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("model")
-    runs = [cli("train", "--data", str(small_corpus), "--out", str(out / f"m{i}.joblib"), "--seed", "3", timeout=600)
+    runs = [cli("train", "--data", str(small_corpus), "--out", str(out / f"m{i}.joblib"), "--seed", "3",
+                "--augment-copies", "1", timeout=600)
             for i in range(2)]
     return out, runs
 
@@ -45,7 +46,8 @@ def test_train_writes_a_loadable_bundle_and_skips_bad_files(trained, small_corpu
     assert "emotion code 09 is outside 01-08" in log
     assert "notes.wav" in log
     m = load_model(out / "m0.joblib")
-    assert m.labels == LABELS
+    assert m.labels == LABELS and m.meta["training"]["augment_copies"] == 1
+    assert m.features.pitch and m.features.vector_size == 229
     assert m.meta["training"]["clips"] == 121 and m.meta["training"]["actors"] == [1, 2, 20]
     r = cli("classify", str(ravdess / "Actor_01" / "03-01-05-02-01-01-01.flac"), "--model", str(out / "m0.joblib"))
     assert r.returncode == 0 and json.loads(r.stdout)["label"] in LABELS
@@ -68,7 +70,8 @@ def test_folder_without_ravdess_names_exits_66(tmp_path: Path, wav48: Path):
 
 
 def test_evaluate_prints_the_summary_as_the_last_line_and_writes_a_report(small_corpus: Path, tmp_path: Path):
-    r = cli("evaluate", "--data", str(small_corpus), "--report", str(tmp_path / "rep"), timeout=600)
+    r = cli("evaluate", "--data", str(small_corpus), "--report", str(tmp_path / "rep"), "--augment-copies", "0",
+            timeout=600)
     assert r.returncode == 0, r.stderr.decode()
     last = json.loads(r.stdout.decode().splitlines()[-1])
     assert last["protocol"] == "speaker-independent" and last["n"] == 121
@@ -80,3 +83,17 @@ def test_evaluate_prints_the_summary_as_the_last_line_and_writes_a_report(small_
     assert (tmp_path / "rep" / "speaker-independent.json").is_file()
     png = (tmp_path / "rep" / "speaker-independent-confusion.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_evaluate_degraded_and_speaker_adaptive(small_corpus: Path, tmp_path: Path):
+    r = cli("evaluate", "--data", str(small_corpus), "--degrade", "noise10", "--augment-copies", "1",
+            "--report", str(tmp_path), timeout=600)
+    assert r.returncode == 0, r.stderr.decode()
+    last = json.loads(r.stdout.decode().splitlines()[-1])
+    assert last["degrade"] == "noise10" and last["protocol"] == "speaker-independent" and last["n"] == 121
+    assert (tmp_path / "speaker-independent-noise10.json").is_file()
+    r = cli("evaluate", "--data", str(small_corpus), "--protocol", "speaker-adaptive", "--augment-copies", "0", timeout=600)
+    assert r.returncode == 0, r.stderr.decode()
+    last = json.loads(r.stdout.decode().splitlines()[-1])
+    assert last["protocol"] == "speaker-adaptive" and 0 <= last["uar"] <= 1 and 0 <= last["uar_balanced_stats"] <= 1
+    assert "neutral and calm" in last["stats_from"]
