@@ -38,9 +38,11 @@ from ser_stream.training import (  # noqa: E402
 def column_groups(fdef) -> dict[str, np.ndarray]:
     """Vector columns of each feature group (mean and std blocks, and their own statistics)."""
     ns, n_mels, n_mfcc, n_chroma = fdef.n_stat_columns, fdef.mel.shape[0], fdef.dct.shape[0], fdef.chroma.shape[0]
+    position = {int(c): i for i, c in enumerate(fdef.stat_columns)}  # frame column -> place in the mean block
 
     def stat(cols):
-        return [*cols, *(ns + c for c in cols)]
+        pos = [position[c] for c in cols if c in position]
+        return [*pos, *(ns + p for p in pos)]
 
     c = n_mels + n_mfcc + n_chroma
     groups = {
@@ -48,8 +50,9 @@ def column_groups(fdef) -> dict[str, np.ndarray]:
         "MFCC statistics and deltas": stat(range(n_mels, n_mels + n_mfcc)) + list(range(2 * ns, 2 * ns + n_mfcc)),
         "chroma": stat(range(n_mels + n_mfcc, c)),
         "spectral centroid/rolloff/flatness/ZCR": stat(range(c, c + 4)),
-        "level (dBFS)": stat([c + 4]),
     }
+    if fdef.spec.get("level_in_vector", True):
+        groups["level (dBFS)"] = stat([c + 4])
     if fdef.pitch:
         groups["pitch and voicing"] = stat([c + 5]) + list(range(2 * ns + n_mfcc, fdef.vector_size))
     return {k: np.asarray(v) for k, v in groups.items()}
@@ -87,12 +90,21 @@ def main() -> None:
     rows.append(("without augmentation", run(["clean"], None, ("test", "noise10", "reverb"))))
     for name, cols in groups.items():
         rows.append((f"without {name}", run(full_views, cols, ("test",))))
+    if not fdef.spec.get("level_in_vector", True):
+        with_level = build_feature_matrices({**fdef.spec, "level_in_vector": True})
+        _, lv = extract_dataset(clips, fdef=with_level, jobs=args.jobs,
+                                views={k: views[k] for k in ("clean", "test", "augment#0", "augment#1")}, seed=args.seed)
+        train = [np.concatenate([lv[v][i] for v in full_views]) for i in range(len(clips))]
+        r = cross_validate(clips=clips, train_vecs=train, test_vecs=lv["test"], fdef=with_level,
+                           protocol="speaker-independent", seed=args.seed, jobs=args.jobs)
+        rows.append(("with level (dBFS) statistics added", {"test": r}))
 
     print("| recipe | dims | accuracy | UAR | UAR, noise 10 dB | UAR, reverb |")
     print("| --- | --- | --- | --- | --- | --- |")
     result = []
     for name, r in rows:
         dims = fdef.vector_size - (len(groups[name[8:]]) if name.startswith("without ") and name[8:] in groups else 0)
+        dims += 2 if name.startswith("with level") else 0
         t = r["test"]
         noise = r.get("noise10", {}).get("uar")
         reverb = r.get("reverb", {}).get("uar")

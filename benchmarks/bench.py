@@ -79,6 +79,32 @@ def first_result_seconds(cmd: list[str], env=None) -> float:
     return elapsed
 
 
+def start_broker(tmp: Path):
+    """A mosquitto on a free loopback port, so the measured daemon runs its MQTT sink too (None if absent)."""
+    import shutil
+    import socket
+
+    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None)
+    if exe is None:
+        print("[bench] mosquitto not found: measuring without the MQTT sink", file=sys.stderr)
+        return None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    + ("user root\n" if os.geteuid() == 0 else ""))
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.terminate()
+    return None
+
+
 def per_hop_ours(audio: Path, hops: int) -> list[float]:
     from ser_stream.capture.resample import Resampler
     from ser_stream.config import Config
@@ -184,7 +210,12 @@ def main() -> None:
         hop[f"{sr // 1000}k"] = h
     res["per_hop_cpu"] = hop
 
-    # 3. whole stream, --fast, whole process; peak RSS
+    # 3. whole stream, --fast, whole process; peak RSS (ser-stream with its stdout and MQTT sinks on)
+    broker = start_broker(tmp)
+    if broker is not None:
+        run_env = {**run_env, "SER_STREAM_MQTT__ENABLED": "true", "SER_STREAM_MQTT__HOST": "127.0.0.1",
+                   "SER_STREAM_MQTT__PORT": str(broker[1]), "SER_STREAM_STATE__DIRECTORY": str(tmp / "state")}
+    res["mqtt_sink_on"] = broker is not None
     audio = tmp / "stream.wav"
     sf.write(audio, y16[: int(args.minutes * 60 * 16000)], 16000, subtype="PCM_16")
     log(f"stream {args.minutes:.0f} min --fast")
@@ -201,11 +232,14 @@ def main() -> None:
     # 4. start to first result, real-time file input (window 3 s)
     log("start to first result")
     res["first_result_s"] = {
-        "ser_stream": round(first_result_seconds([py, "-m", "ser_stream", "run", "--input", str(audio), "--format", "json"]), 2),
+        "ser_stream": round(first_result_seconds([py, "-m", "ser_stream", "run", "--input", str(audio), "--format", "json"],
+                                                 env=run_env), 2),
         "seed": round(first_result_seconds([py, str(HERE / "seed_recipe.py"), "stream", str(audio), str(seed_model)]), 2),
         "window_s": 3.0,
     }
 
+    if broker is not None:
+        broker[0].terminate()
     h16 = res["per_hop_cpu"]["16k"]
     res["targets"] = {
         "per_hop_ratio_ge_20": h16["ratio_median"] >= 20,

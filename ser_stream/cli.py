@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", parents=[cfg], help="grouped (speaker-independent) evaluation on RAVDESS")
     ev.add_argument("--data", type=Path, required=True, metavar="DIR")
-    ev.add_argument("--model", type=Path, help="unused by cross-validation protocols; recorded for reference")
+    ev.add_argument("--model", type=Path,
+                    help="score this trained bundle on every clip of DIR instead of cross-validating the recipe "
+                         "(protocol 'fixed-model'; e.g. the shipped model on another corpus with RAVDESS-style names)")
     ev.add_argument("--protocol", choices=["speaker-independent", "speaker-adaptive", "seed4"],
                     default="speaker-independent")
     ev.add_argument("--report", type=Path, metavar="DIR", help="also write the JSON and a confusion-matrix PNG here")
@@ -191,10 +193,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .training import evaluate_command
+    from .training import evaluate_command, evaluate_model
 
     config = _load(args)
     _setup_logging(config.logging.level)
+    if args.model is not None:
+        from .model import load_model
+
+        summary = evaluate_model(load_model(args.model), data_dir=args.data, jobs=args.jobs, report=args.report,
+                                 degrade=args.degrade, seed=args.seed)
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return EX_OK
     summary = evaluate_command(data_dir=args.data, protocol=args.protocol, seed=args.seed, jobs=args.jobs,
                                report=args.report, degrade=args.degrade, augment_copies=args.augment_copies)
     sys.stdout.write(json.dumps(summary) + "\n")

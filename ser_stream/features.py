@@ -39,6 +39,7 @@ DEFAULT_SPEC: dict[str, Any] = {
     "amin": 1e-10,
     "min_active_frames": 20,
     "pitch": True,  # autocorrelation pitch and voicing (Boersma 1993) from the same frames
+    "level_in_vector": False,  # the absolute level depends on the microphone's gain: used by the gate only
     "f0_min_hz": 70.0,
     "f0_max_hz": 500.0,
     "voicing_threshold": 0.5,
@@ -90,9 +91,19 @@ class FeatureDefinition:
         return self.mel.shape[0] + self.dct.shape[0] + self.chroma.shape[0] + len(SCALAR_COLUMNS) + pitch
 
     @property
+    def stat_columns(self) -> np.ndarray:
+        """Frame columns summarised by mean and std: all but log2 f0 (it has its own
+        statistics) and, unless ``level_in_vector``, the level."""
+        drop = set()
+        if self.pitch:
+            drop.add(self.n_frame_columns - 1)
+        if not self.spec.get("level_in_vector", True):
+            drop.add(level_column(fdef=self))
+        return np.array([c for c in range(self.n_frame_columns) if c not in drop])
+
+    @property
     def n_stat_columns(self) -> int:
-        """Columns summarised by mean and std (all but log2 f0, which has its own statistics)."""
-        return self.n_frame_columns - (1 if self.pitch else 0)
+        return len(self.stat_columns)
 
     @property
     def vector_size(self) -> int:
@@ -270,12 +281,13 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     bool speech mask from :mod:`ser_stream.vad`. Statistics are taken over the
     active frames when there are at least ``min_active_frames`` of them, else
     over all frames. Returns (vector_size,) float64:
-    mean (n_frame_columns) | std (n_frame_columns) | std of the MFCC frame-to-frame
-    difference over consecutive selected frames (n_mfcc).
+    mean (stat_columns) | std (stat_columns) | std of the MFCC frame-to-frame
+    difference over consecutive selected frames (n_mfcc) | pitch statistics
+    (PITCH_STATS, when the spec has pitch).
     """
     f = np.asarray(feats, dtype=np.float64)
     use = active if int(np.count_nonzero(active)) >= int(fdef.spec["min_active_frames"]) else np.ones_like(active)
-    mean, std = _weighted_mean_std(f[:, : fdef.n_stat_columns], use)
+    mean, std = _weighted_mean_std(f[:, fdef.stat_columns], use)
     n_mels, n_mfcc = fdef.mel.shape[0], fdef.dct.shape[0]
     mfcc = f[:, n_mels : n_mels + n_mfcc]
     diff = mfcc[1:] - mfcc[:-1]
@@ -291,7 +303,7 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
 
 def _pitch_stats(f: np.ndarray, use: np.ndarray, fdef: FeatureDefinition) -> np.ndarray:
     """log2 f0 mean, std, 10th and 90th percentile over voiced selected frames, and the voiced fraction."""
-    c = fdef.n_stat_columns
+    c = fdef.n_frame_columns - 1  # log2 f0; voicing is the column before it
     voiced = use & (f[:, c - 1] >= float(fdef.spec["voicing_threshold"]))
     n_voiced = int(np.count_nonzero(voiced))
     fraction = n_voiced / max(int(np.count_nonzero(use)), 1)

@@ -448,6 +448,22 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
     return summary
 
 
+def evaluate_model(model: "Model", *, data_dir: Path, jobs: int, report: Path | None, degrade: str | None = None,
+                   seed: int = 0) -> dict[str, Any]:
+    """Score a trained bundle as it is on every clip of ``data_dir`` (no training): protocol ``fixed-model``."""
+    clips = scan_ravdess(data_dir)
+    clips, vecs = extract_dataset(clips, fdef=model.features, jobs=jobs, views={"test": View(3.0, 1.0, degrade)}, seed=seed)
+    probs = _clip_predictions(model, vecs["test"])
+    y_pred = np.array([LABELS.index(model.labels[int(k)]) for k in np.argmax(probs, axis=1)])
+    summary = summarize_predictions(np.array([c.label for c in clips]), y_pred, labels=LABELS, protocol="fixed-model")
+    summary = {**summary, "model": str(model.path)}
+    if degrade:
+        summary["degrade"] = degrade
+    if report is not None:
+        write_report(summary, report)
+    return summary
+
+
 def _restrict(summary: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:
     idx = [LABELS.index(lab) for lab in keep]
     conf = np.array(summary["confusion"])[np.ix_(idx, idx)]

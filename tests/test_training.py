@@ -47,7 +47,7 @@ def test_train_writes_a_loadable_bundle_and_skips_bad_files(trained, small_corpu
     assert "notes.wav" in log
     m = load_model(out / "m0.joblib")
     assert m.labels == LABELS and m.meta["training"]["augment_copies"] == 1
-    assert m.features.pitch and m.features.vector_size == 229
+    assert m.features.pitch and m.features.vector_size == 227
     assert m.meta["training"]["clips"] == 121 and m.meta["training"]["actors"] == [1, 2, 20]
     r = cli("classify", str(ravdess / "Actor_01" / "03-01-05-02-01-01-01.flac"), "--model", str(out / "m0.joblib"))
     assert r.returncode == 0 and json.loads(r.stdout)["label"] in LABELS
@@ -97,3 +97,12 @@ def test_evaluate_degraded_and_speaker_adaptive(small_corpus: Path, tmp_path: Pa
     last = json.loads(r.stdout.decode().splitlines()[-1])
     assert last["protocol"] == "speaker-adaptive" and 0 <= last["uar"] <= 1 and 0 <= last["uar_balanced_stats"] <= 1
     assert "neutral and calm" in last["stats_from"]
+
+
+def test_evaluate_a_fixed_model_without_training(trained, small_corpus: Path):
+    out, _ = trained
+    r = cli("evaluate", "--data", str(small_corpus), "--model", str(out / "m0.joblib"), timeout=600)
+    assert r.returncode == 0, r.stderr.decode()
+    last = json.loads(r.stdout.decode().splitlines()[-1])
+    assert last["protocol"] == "fixed-model" and last["n"] == 121 and last["model"].endswith("m0.joblib")
+    assert last["accuracy"] > 0.5  # these clips were its training data
