@@ -284,13 +284,15 @@ class MqttSink:
                     topic, payload = self._windows.popleft()
                     retain, qos = False, 0
             info = self.client.publish(topic, payload, qos=qos, retain=retain)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS and qos == 1:
-                # not sent (connection just dropped): keep it for the next connection
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                self.published += 1
+            elif qos == 1:
+                # not sent (the connection just dropped): keep it for the next connection
                 with self._cond:
                     self._priority.appendleft((topic, payload, retain))
                     self._connected.clear()
             else:
-                self.published += 1
+                self.windows_dropped += 1
 
     # ------------------------------------------------------------ pipeline thread
     def publish_window(self, message: dict[str, Any]) -> None:
