@@ -375,19 +375,26 @@ def _fold_adaptive(train_idx: np.ndarray, test_idx: np.ndarray, clips: list[Clip
     def usable(i: int) -> bool:
         return not realistic or clips[i].label in CALM_LABELS
 
-    Xs, ys = [], []
+    def stats(indices: list[int], vectors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+        # realistic statistics where the speaker has neutral/calm audio, else all of it
+        chosen = [i for i in indices if usable(i)] or indices
+        return _speaker_stats([vectors[i] for i in chosen]) if chosen else None
+
+    Xs, ys, priors = [], [], []
     for actor in sorted({clips[i].actor for i in train_idx}):
         idx = [i for i in train_idx if clips[i].actor == actor]
-        m, s = _speaker_stats([stats_vecs[i] for i in idx if usable(i)])
+        m, s = stats(idx, stats_vecs)
+        priors.append((m, s))
         for i in idx:
             Xs.append((train_vecs[i] - m) / s)
             ys.append(np.full(train_vecs[i].shape[0], clips[i].label))
+    prior = (np.mean([p[0] for p in priors], axis=0), np.mean([p[1] for p in priors], axis=0))
     scaler, clf = fit(np.concatenate(Xs), np.concatenate(ys), seed=seed)
     model = to_model(scaler, clf, fdef=fdef, meta={})
     preds = []
     for i in test_idx:
-        others = [j for j in test_idx if clips[j].actor == clips[i].actor and j != i and usable(j)]
-        m, s = _speaker_stats([test_vecs[j] for j in others])
+        others = [j for j in test_idx if clips[j].actor == clips[i].actor and j != i]
+        m, s = stats(others, test_vecs) or prior  # a speaker with no other clip: the training population
         preds.append(clf.classes_[int(np.argmax(model.predict_proba((test_vecs[i] - m) / s).mean(axis=0)))])
     return test_idx, np.array(preds)
 
