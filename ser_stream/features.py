@@ -225,7 +225,7 @@ def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> Non
     reached = cumulative >= float(fdef.spec["rolloff_percent"]) * cumulative[:, -1:]
     out[:, c + 1] = fdef.freqs_hz[np.argmax(reached, axis=1)]
     pclip = np.maximum(power, amin)
-    out[:, c + 2] = np.exp(np.mean(np.log(pclip), axis=1)) / np.mean(pclip, axis=1)
+    out[:, c + 2] = np.exp(np.log(pclip).mean(axis=1)) / pclip.mean(axis=1)
     # librosa counts |x| <= 1e-10 as zero, and zero as positive
     negative = x < -1e-10
     crossings = (negative[:, 1:] != negative[:, :-1]).astype(np.float32)

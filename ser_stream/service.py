@@ -217,7 +217,8 @@ def run_stream(
         publish_state()
 
     publish_state()
-    block = np.empty(max(1, source.sample_rate_hz // 10), dtype=np.float32)
+    # read at least 0.1 s at a time, and whole source blocks (0.5 s with --fast)
+    block = np.empty(max(source.sample_rate_hz // 10, getattr(source, "block_frames", 0)), dtype=np.float32)
     limit = None if max_seconds is None else int(round(max_seconds * source.sample_rate_hz))
     consumed = 0  # source samples read from the ring, muted or not
     source.start(ring, stop)
