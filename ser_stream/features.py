@@ -18,6 +18,7 @@ Every function here is pure: no I/O, no state, keyword-only parameters.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -69,28 +70,29 @@ class FeatureDefinition:
     freqs_hz: np.ndarray
     window_acf: np.ndarray | None = None  # (n_fft,) autocorrelation of the window, when spec["pitch"]
 
-    @property
+    # Derived sizes are cached: they sit on the per-hop path (a frozen dataclass still has a __dict__).
+    @cached_property
     def pitch(self) -> bool:
         return bool(self.spec.get("pitch", False))
 
-    @property
+    @cached_property
     def sample_rate_hz(self) -> int:
         return int(self.spec["sample_rate_hz"])
 
-    @property
+    @cached_property
     def n_fft(self) -> int:
         return int(self.spec["n_fft"])
 
-    @property
+    @cached_property
     def hop_samples(self) -> int:
         return int(self.spec["hop_samples"])
 
-    @property
+    @cached_property
     def n_frame_columns(self) -> int:
         pitch = len(PITCH_COLUMNS) if self.pitch else 0
         return self.mel.shape[0] + self.dct.shape[0] + self.chroma.shape[0] + len(SCALAR_COLUMNS) + pitch
 
-    @property
+    @cached_property
     def stat_columns(self) -> np.ndarray:
         """Frame columns summarised by mean and std: all but log2 f0 (it has its own
         statistics) and, unless ``level_in_vector``, the level."""
@@ -101,11 +103,19 @@ class FeatureDefinition:
             drop.add(level_column(fdef=self))
         return np.array([c for c in range(self.n_frame_columns) if c not in drop])
 
-    @property
+    @cached_property
+    def pitch_lags(self) -> tuple[int, int, np.ndarray]:
+        """(lowest lag, highest lag, float32 window-autocorrelation correction over lags lo-1 .. hi+1)."""
+        sr, n = self.sample_rate_hz, self.n_fft
+        lo = int(sr / float(self.spec["f0_max_hz"]))
+        hi = min(int(sr / float(self.spec["f0_min_hz"])) + 1, n // 2 - 1)
+        return lo, hi, (self.window_acf[0] / self.window_acf[lo - 1 : hi + 2]).astype(np.float32)
+
+    @cached_property
     def n_stat_columns(self) -> int:
         return len(self.stat_columns)
 
-    @property
+    @cached_property
     def vector_size(self) -> int:
         return 2 * self.n_stat_columns + self.dct.shape[0] + (len(PITCH_STATS) if self.pitch else 0)
 
@@ -182,7 +192,7 @@ def frame_signal(samples: np.ndarray, *, n_fft: int, hop: int) -> np.ndarray:
 
 
 # Frames are processed in slices of this many, so temporaries stay in cache.
-FRAME_SLICE = 100
+FRAME_SLICE = 150
 
 
 def frame_features(frames: np.ndarray, *, fdef: FeatureDefinition) -> np.ndarray:
@@ -221,9 +231,7 @@ def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> Non
     c = n_mels + n_mfcc + n_chroma
     mag_sum = mag.sum(axis=1)
     out[:, c] = (mag @ fdef.freqs_hz) / np.where(mag_sum > tiny, mag_sum, 1.0)
-    cumulative = np.cumsum(mag, axis=1)
-    reached = cumulative >= float(fdef.spec["rolloff_percent"]) * cumulative[:, -1:]
-    out[:, c + 1] = fdef.freqs_hz[np.argmax(reached, axis=1)]
+    out[:, c + 1] = fdef.freqs_hz[_rolloff_bins(mag, float(fdef.spec["rolloff_percent"]))]
     pclip = np.maximum(power, amin)
     out[:, c + 2] = np.exp(np.log(pclip).mean(axis=1)) / pclip.mean(axis=1)
     # librosa counts |x| <= 1e-10 as zero, and zero as positive
@@ -236,6 +244,36 @@ def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> Non
         out[:, c + 5], out[:, c + 6] = _pitch(power, fdef)
 
 
+ROLLOFF_BLOCK = 16
+
+
+def _rolloff_bins(mag: np.ndarray, percent: float) -> np.ndarray:
+    """First bin whose cumulative magnitude reaches ``percent`` of the frame's total.
+
+    librosa's definition (a cumulative sum along frequency), computed coarse to
+    fine: 16-bin block sums find the block, then that block's cumulative sum
+    finds the bin. Rounding can move a frame whose cumulative sum sits exactly
+    at the threshold by one bin (31 Hz); the parity test bounds how often.
+    """
+    n_frames, n_bins = mag.shape
+    n_blocks = (n_bins - 1) // ROLLOFF_BLOCK
+    edge = n_blocks * ROLLOFF_BLOCK
+    body = mag[:, :edge].reshape(n_frames, n_blocks, ROLLOFF_BLOCK)
+    block_sums = body.sum(axis=2)
+    block_cum = np.cumsum(block_sums, axis=1)
+    total = block_cum[:, -1] + mag[:, edge:].sum(axis=1)
+    threshold = percent * total
+    block = np.minimum(np.argmax(block_cum >= threshold[:, None], axis=1), n_blocks - 1)
+    rows = np.arange(n_frames)
+    inner = np.cumsum(body[rows, block], axis=1) + (block_cum[rows, block] - block_sums[rows, block])[:, None]
+    reached = inner >= threshold[:, None]
+    found = reached.any(axis=1)
+    bins = block * ROLLOFF_BLOCK + np.argmax(reached, axis=1)
+    # not reached inside the blocks: the threshold falls in the last bin(s) after them
+    tail = edge + np.argmax(np.cumsum(mag[:, edge:], axis=1) + block_cum[:, -1:] >= threshold[:, None], axis=1)
+    return np.where(found, bins, tail)
+
+
 def _pitch(power: np.ndarray, fdef: FeatureDefinition) -> tuple[np.ndarray, np.ndarray]:
     """Voicing strength (normalised autocorrelation peak, 0..1) and log2 f0 per frame.
 
@@ -244,12 +282,12 @@ def _pitch(power: np.ndarray, fdef: FeatureDefinition) -> tuple[np.ndarray, np.n
     ``f0_max_hz`` and ``f0_min_hz`` for its first peak within 90 % of the
     highest one (which avoids octave errors), refined by a parabola.
     """
-    sr, n = fdef.sample_rate_hz, fdef.n_fft
-    acf = sp_fft.irfft(power, n=n, axis=1)
-    lo = int(sr / float(fdef.spec["f0_max_hz"]))
-    hi = min(int(sr / float(fdef.spec["f0_min_hz"])) + 1, n // 2 - 1)
-    energy = acf[:, :1]
-    norm = (acf[:, lo - 1 : hi + 2] / np.where(energy > 1e-12, energy, np.inf)) * (fdef.window_acf[0] / fdef.window_acf[lo - 1 : hi + 2])
+    sr = fdef.sample_rate_hz
+    acf = sp_fft.irfft(power, n=fdef.n_fft, axis=1)
+    lo, hi, correction = fdef.pitch_lags
+    energy = acf[:, 0]
+    scale = np.where(energy > 1e-12, 1.0 / np.maximum(energy, 1e-12), 0.0).astype(np.float32)
+    norm = acf[:, lo - 1 : hi + 2] * correction * scale[:, None]
     inner = norm[:, 1:-1]
     peak = (inner >= norm[:, :-2]) & (inner >= norm[:, 2:]) & (inner >= 0.9 * inner.max(axis=1, keepdims=True))
     k = np.argmax(peak, axis=1) + 1
@@ -287,7 +325,8 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     """
     f = np.asarray(feats, dtype=np.float64)
     use = active if int(np.count_nonzero(active)) >= int(fdef.spec["min_active_frames"]) else np.ones_like(active)
-    mean, std = _weighted_mean_std(f[:, fdef.stat_columns], use)
+    mean, std = _weighted_mean_std(f, use)
+    mean, std = mean[fdef.stat_columns], std[fdef.stat_columns]
     n_mels, n_mfcc = fdef.mel.shape[0], fdef.dct.shape[0]
     mfcc = f[:, n_mels : n_mels + n_mfcc]
     diff = mfcc[1:] - mfcc[:-1]
