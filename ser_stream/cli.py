@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Config, ConfigError, load_config
+from .config import Config, load_config
 from .errors import EX_OK, EX_USAGE, SerStreamError
 
 log = logging.getLogger("ser_stream")
