@@ -150,7 +150,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if fmt == "auto":
             fmt = "text" if sys.stdout.isatty() else "json"
         sinks.append(StdoutSink(fmt=fmt, labels=model.labels, stop=stop))
-    controls = Controls(state_dir=config.state.directory or default_state_dir())
+    # The mute switch is set over MQTT, so it is only kept (and honoured) with MQTT on:
+    # a persisted mute must never silence a daemon that has no way to unmute it.
+    controls = Controls(state_dir=(config.state.directory or default_state_dir()) if config.mqtt.enabled else None)
     if config.mqtt.enabled:
         from .sinks.mqtt import MqttSink
 

@@ -222,6 +222,9 @@ def test_mute_round_trip_stops_analysis_and_survives_a_restart(broker, long_wav:
     d2 = Daemon(["--input", str(long_wav), "--max-seconds", "6"], broker.config_args(), tmp_path)
     assert d2.wait() == 0
     assert d2.lines == [] and "muted (persisted" in d2.log
+    # without MQTT nothing could unmute it, so the persisted switch is not honoured
+    d3 = Daemon(["--input", str(long_wav), "--fast", "--max-seconds", "6"], {"SER_STREAM_MQTT__ENABLED": "false"}, tmp_path)
+    assert d3.wait() == 0 and len(d3.lines) == 4
     sub.close()
 
 
