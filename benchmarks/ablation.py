@@ -25,13 +25,11 @@ sys.path.insert(0, str(ROOT))
 from ser_stream.features import build_feature_matrices  # noqa: E402
 from ser_stream.training import (  # noqa: E402
     DAEMON_VIEW,
-    TRAIN_HOP_SECONDS,
-    TRAIN_VIEW,
-    TRAIN_WINDOW_SECONDS,
     View,
     cross_validate,
     extract_dataset,
     scan_ravdess,
+    training_views,
 )
 
 
@@ -68,9 +66,8 @@ def main() -> None:
     t0 = time.time()
     fdef = build_feature_matrices()
     clips = scan_ravdess(args.data)
-    views = {"clean": TRAIN_VIEW, "test": DAEMON_VIEW, "noise10": View(3.0, 1.0, "noise10"), "reverb": View(3.0, 1.0, "reverb")}
-    for k in range(2):
-        views[f"augment#{k}"] = View(TRAIN_WINDOW_SECONDS, TRAIN_HOP_SECONDS, f"augment#{k}")
+    views = {**training_views(2), "test": DAEMON_VIEW, "noise10": View(3.0, 1.0, "noise10"),
+             "reverb": View(3.0, 1.0, "reverb")}
     clips, vecs = extract_dataset(clips, fdef=fdef, jobs=args.jobs, views=views, seed=args.seed)
     groups = column_groups(fdef)
     all_cols = np.arange(fdef.vector_size)
@@ -85,7 +82,7 @@ def main() -> None:
                                        protocol="speaker-independent", seed=args.seed, jobs=args.jobs)
         return out
 
-    full_views = ["clean", "augment#0", "augment#1"]
+    full_views = list(training_views(2))
     rows = [("shipped recipe (all features, 2 augmented copies)", run(full_views, None, ("test", "noise10", "reverb")))]
     rows.append(("without augmentation", run(["clean"], None, ("test", "noise10", "reverb"))))
     for name, cols in groups.items():

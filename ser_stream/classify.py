@@ -13,7 +13,7 @@ from .capture.file import AudioFile
 from .capture.resample import Resampler
 from .config import Config
 from .model import Model
-from .pipeline import Analyzer, WindowResult
+from .pipeline import Analyzer, WindowResult, probs_json
 from .service import make_analyzer
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def summarize(results: list[WindowResult], *, labels: tuple[str, ...]) -> dict[s
     return {
         "label": labels[best],
         "confidence": round(float(probs[best]), 4),
-        "probs": {lab: round(float(p), 4) for lab, p in zip(labels, probs)},
+        "probs": probs_json(probs, labels),
         "speech": True,
     }
 
@@ -65,7 +65,7 @@ def classify_file(path: str | Path, *, config: Config, model: Model, per_window:
             "t": round(r.t, 3),
             "label": r.label,
             "confidence": None if r.confidence is None else round(r.confidence, 4),
-            "probs": None if r.probs is None else {lab: round(float(p), 4) for lab, p in zip(model.labels, r.probs)},
+            "probs": probs_json(r.probs, model.labels),
             "speech": r.speech,
             "level_dbfs": round(r.level_dbfs, 1),
         }

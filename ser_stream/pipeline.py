@@ -32,6 +32,11 @@ class WindowResult:
     vector: np.ndarray | None = None  # the model input, kept only with keep_vectors=True
 
 
+def probs_json(probs: np.ndarray | None, labels: tuple[str, ...]) -> dict[str, float] | None:
+    """Probabilities as the JSON contracts print them: by label, 4 decimals (None stays None)."""
+    return None if probs is None else {lab: round(float(q), 4) for lab, q in zip(labels, probs)}
+
+
 def _round_to(value_seconds: float, *, sr: int, step: int) -> int:
     return max(step, int(round(value_seconds * sr / step)) * step)
 

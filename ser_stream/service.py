@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 class Source(Protocol):
     name: str
     sample_rate_hz: int
+    block_frames: int  # samples per block the source writes
     error: Exception | None
 
     def start(self, ring: RingBuffer, stop: threading.Event) -> None: ...
@@ -218,7 +219,7 @@ def run_stream(
 
     publish_state()
     # read at least 0.1 s at a time, and whole source blocks (0.5 s with --fast)
-    block = np.empty(max(source.sample_rate_hz // 10, getattr(source, "block_frames", 0)), dtype=np.float32)
+    block = np.empty(max(source.sample_rate_hz // 10, source.block_frames), dtype=np.float32)
     limit = None if max_seconds is None else int(round(max_seconds * source.sample_rate_hz))
     consumed = 0  # source samples read from the ring, muted or not
     source.start(ring, stop)

@@ -91,17 +91,34 @@ DAEMON_VIEW = View(3.0, 1.0)  # evaluate as the daemon hears: its window and hop
 AUGMENT_COPIES = 2  # random living-room copies of every training clip
 
 
-def extract_for_training(clips: list[Clip], *, fdef: FeatureDefinition, jobs: int, augment_copies: int, seed: int,
-                         test_view: View | None = DAEMON_VIEW) -> tuple[list[Clip], list[np.ndarray], list[np.ndarray] | None]:
-    """Per clip: training windows (clean plus ``augment_copies`` augmented copies), and test windows."""
+def training_views(augment_copies: int) -> dict[str, View]:
+    """The clean training view and ``augment_copies`` augmented ones (``augment#K``)."""
     views = {"clean": TRAIN_VIEW}
     for k in range(augment_copies):
         views[f"augment#{k}"] = View(TRAIN_WINDOW_SECONDS, TRAIN_HOP_SECONDS, f"augment#{k}")
+    return views
+
+
+@dataclass
+class TrainingData:
+    """Per clip (in ``clips`` order): clean windows, training windows (clean plus augmented), test windows."""
+
+    clips: list[Clip]
+    clean: list[np.ndarray]
+    train: list[np.ndarray]
+    test: list[np.ndarray] | None
+
+
+def extract_for_training(clips: list[Clip], *, fdef: FeatureDefinition, jobs: int, augment_copies: int, seed: int,
+                         test_view: View | None = DAEMON_VIEW) -> TrainingData:
+    """One parallel pass over the clips for every view training and evaluation need."""
+    views = training_views(augment_copies)
+    names = list(views)
     if test_view is not None:
         views["test"] = test_view
     clips, vecs = extract_dataset(clips, fdef=fdef, jobs=jobs, views=views, seed=seed)
-    train = [np.concatenate([vecs[name][i] for name in views if name != "test"]) for i in range(len(clips))]
-    return clips, train, vecs.get("test")
+    train = [np.concatenate([vecs[name][i] for name in names]) for i in range(len(clips))]
+    return TrainingData(clips, vecs["clean"], train, vecs.get("test"))
 
 
 def clip_audio(path: Path, *, sample_rate_hz: int) -> np.ndarray:
@@ -257,8 +274,9 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
 
     clips = scan_ravdess(data_dir)
     fdef = build_feature_matrices()
-    clips, vectors, test_vecs = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed)
-    X, y = stack_windows(clips, vectors)
+    data = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed)
+    clips = data.clips
+    X, y = stack_windows(clips, data.train)
     log.info("training on %d windows from %d clips (%d features)", X.shape[0], len(clips), X.shape[1])
     scaler, clf = fit(X, y, seed=seed)
     missing = sorted(set(range(len(LABELS))) - {int(c) for c in clf.classes_})
@@ -284,7 +302,8 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
     }
     if len({c.actor for c in clips}) >= 6:
         meta["metrics"] = {"speaker-independent": cross_validate(
-            clips=clips, train_vecs=vectors, test_vecs=test_vecs, fdef=fdef, protocol="speaker-independent", seed=seed, jobs=jobs)}
+            clips=clips, train_vecs=data.train, test_vecs=data.test, fdef=fdef, protocol="speaker-independent",
+            seed=seed, jobs=jobs)}
         log.info("speaker-independent CV of this recipe: accuracy %.3f, UAR %.3f",
                  meta["metrics"]["speaker-independent"]["accuracy"], meta["metrics"]["speaker-independent"]["uar"])
     else:
@@ -441,18 +460,16 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
         keep = {LABELS.index(lab) for lab in SEED4_LABELS}
         clips = [c for c in clips if c.label in keep]
     fdef = build_feature_matrices()
-    clips, train_vecs, test_vecs = extract_for_training(
-        clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed,
-        test_view=View(window_seconds, hop_seconds, degrade))
+    data = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed,
+                                test_view=View(window_seconds, hop_seconds, degrade))
     if protocol == "speaker-adaptive":
-        _, clean, _ = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=0, seed=seed, test_view=None)
-        summary = speaker_adaptive(clips=clips, stats_vecs=clean, train_vecs=train_vecs, test_vecs=test_vecs,
+        summary = speaker_adaptive(clips=data.clips, stats_vecs=data.clean, train_vecs=data.train, test_vecs=data.test,
                                    fdef=fdef, seed=seed, jobs=jobs)
     else:
-        summary = cross_validate(clips=clips, train_vecs=train_vecs, test_vecs=test_vecs, fdef=fdef,
+        summary = cross_validate(clips=data.clips, train_vecs=data.train, test_vecs=data.test, fdef=fdef,
                                  protocol=protocol, seed=seed, jobs=jobs)
     if degrade:
-        summary = {**summary, "degrade": degrade, "protocol": protocol}
+        summary = {**summary, "degrade": degrade}
     if report is not None:
         write_report(summary, report)
     return summary

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from ..mood import MoodState
-from ..pipeline import WindowResult
+from ..pipeline import WindowResult, probs_json
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def window_message(res: WindowResult, *, mood: MoodState, labels: tuple[str, ...
         "speech": res.speech,
         "label": res.label,
         "confidence": None if res.confidence is None else round(res.confidence, 4),
-        "probs": None if res.probs is None else {lab: round(float(p), 4) for lab, p in zip(labels, res.probs)},
+        "probs": probs_json(res.probs, labels),
         "mood": mood.mood,
         "level_dbfs": round(res.level_dbfs, 1),
     }
