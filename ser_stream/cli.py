@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--json", action="store_true", help="one JSON object per device")
 
     sub.add_parser("check-config", parents=[cfg], help="validate the config (and model) and print the effective config")
+    sub.add_parser("reset-adaptation", parents=[cfg],
+                   help="forget the adaptation statistics kept in state.directory (stop the daemon first, "
+                        "or use the MQTT/Home Assistant button while it runs)")
     sub.add_parser("mqtt-unregister", parents=[cfg],
                    help="remove this device from Home Assistant (empty retained discovery configs) and clear its retained topics")
     return parser
@@ -152,15 +155,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         sinks.append(StdoutSink(fmt=fmt, labels=model.labels, stop=stop))
     # The mute switch is set over MQTT, so it is only kept (and honoured) with MQTT on:
     # a persisted mute must never silence a daemon that has no way to unmute it.
-    controls = Controls(state_dir=(config.state.directory or default_state_dir()) if config.mqtt.enabled else None)
+    state_dir = config.state.directory or default_state_dir()
+    controls = Controls(state_dir=state_dir if config.mqtt.enabled else None)
+    adapting = config.adaptation.enabled and model.adaptive is not None
+    # a test file must not become the household's statistics: they are kept for the microphone only
+    adaptation_dir = state_dir if adapting and config.adaptation.persist and not args.input else None
     if config.mqtt.enabled:
         from .sinks.mqtt import MqttSink
 
-        sinks.append(MqttSink(config.mqtt, labels=model.labels, on_mute=controls.set_muted, muted=controls.muted))
+        sinks.append(MqttSink(config.mqtt, labels=model.labels, on_mute=controls.set_muted, muted=controls.muted,
+                              on_reset_adaptation=controls.request_adaptation_reset if adapting else None))
     log.info("ser-stream %s: model %s, window %.2f s, hop %.2f s, source %s (%d Hz)", __version__,
              model.path, config.window.length_seconds, config.window.hop_seconds, source.name, source.sample_rate_hz)
     stats = run_stream(config=config, model=model, source=source, sinks=SafeSinks(sinks), stop=stop,
-                       controls=controls, max_seconds=args.max_seconds)
+                       controls=controls, max_seconds=args.max_seconds, adaptation_dir=adaptation_dir)
     log.info("stream ended: %.1f s of audio, %d windows (%d speech), %d samples lost to overflow",
              stats.seconds, stats.windows, stats.speech_windows, stats.overflow_samples)
     return EX_OK
@@ -244,6 +252,25 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_reset_adaptation(args: argparse.Namespace) -> int:
+    from .service import ADAPTATION_FILE, default_state_dir
+
+    config = _load(args)
+    _setup_logging(config.logging.level)
+    path = (config.state.directory or default_state_dir()) / ADAPTATION_FILE
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        log.info("%s does not exist: nothing to reset", path)
+        return EX_OK
+    except OSError as exc:
+        from .config import ConfigError
+
+        raise ConfigError(f"state.directory: cannot remove {path}: {exc}") from None
+    log.info("removed %s: adaptation starts from the population at the next start", path)
+    return EX_OK
+
+
 def cmd_mqtt_unregister(args: argparse.Namespace) -> int:
     from .model import LABELS
     from .sinks.mqtt import base_topic_of, unregister
@@ -262,6 +289,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "devices": cmd_devices,
     "check-config": cmd_check_config,
+    "reset-adaptation": cmd_reset_adaptation,
     "mqtt-unregister": cmd_mqtt_unregister,
 }
 

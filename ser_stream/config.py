@@ -135,9 +135,20 @@ class MqttConfig(_Section):
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
 
 
+class AdaptationConfig(_Section):
+    enabled: bool = True
+    """Normalise each speech window with running statistics of the voices and microphone this
+    stream hears, starting from the training population's (needs a model with an adaptive head)."""
+    max_windows: int = Field(default=1000, ge=10, le=1_000_000)
+    """Speech windows the statistics remember; older ones fade out exponentially."""
+    persist: bool = True
+    """Keep the statistics in ``state.directory`` across restarts (microphone input only;
+    ``run --input`` adapts within the file and starts from the population)."""
+
+
 class StateConfig(_Section):
     directory: Path | None = None
-    """Where the mute switch is persisted; null = $STATE_DIRECTORY (systemd),
+    """Where the mute switch and the adaptation statistics are persisted; null = $STATE_DIRECTORY (systemd),
     else $XDG_STATE_HOME/ser-stream or ~/.local/state/ser-stream."""
 
 
@@ -161,6 +172,7 @@ class Config(BaseSettings):
     vad: VadConfig = VadConfig()
     model: ModelConfig = ModelConfig()
     mood: MoodConfig = MoodConfig()
+    adaptation: AdaptationConfig = AdaptationConfig()
     output: OutputConfig = OutputConfig()
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import scipy.fft as sp_fft
 
+from .vad import percentiles
+
 FEATURE_NAME = "ser-stats-v1"
 
 DEFAULT_SPEC: dict[str, Any] = {
@@ -44,12 +46,16 @@ DEFAULT_SPEC: dict[str, Any] = {
     "f0_min_hz": 70.0,
     "f0_max_hz": 500.0,
     "voicing_threshold": 0.5,
+    # Frames quieter than this are unvoiced without a pitch search: 10 dB below the speech
+    # gate's default threshold, so every frame the gate can count as speech has its pitch.
+    "pitch_min_level_dbfs": -60.0,
 }
 
 # Column layout of the per-frame feature matrix (after the variable-size blocks).
 SCALAR_COLUMNS = ("centroid_hz", "rolloff_hz", "flatness", "zcr", "level_db")
 PITCH_COLUMNS = ("voicing", "log2_f0")
 PITCH_STATS = ("log2_f0_mean", "log2_f0_std", "log2_f0_p10", "log2_f0_p90", "voiced_fraction")
+LEVEL_STATS = ("level_std_db", "level_p90_p10_db")
 LEVEL_FLOOR_DB = -100.0
 
 
@@ -112,12 +118,30 @@ class FeatureDefinition:
         return lo, hi, (self.window_acf[0] / self.window_acf[lo - 1 : hi + 2]).astype(np.float32)
 
     @cached_property
+    def ones(self) -> np.ndarray:
+        """float32 ones of n_fft//2+1 (bins) and n_fft-1 (sample pairs) entries: row sums as
+        matrix-vector products, which are cheaper than ``sum(axis=1)`` on the per-hop path."""
+        return np.ones(self.n_fft // 2 + 1, dtype=np.float32), np.ones(self.n_fft - 1, dtype=np.float32)
+
+    @cached_property
+    def rolloff_blocks(self) -> np.ndarray:
+        """(n_bins, n_blocks) float32 0/1: bin j belongs to block j // ROLLOFF_BLOCK."""
+        n_bins = self.n_fft // 2 + 1
+        n_blocks = -(-n_bins // ROLLOFF_BLOCK)
+        return (np.arange(n_bins)[:, None] // ROLLOFF_BLOCK == np.arange(n_blocks)[None, :]).astype(np.float32)
+
+    @cached_property
     def n_stat_columns(self) -> int:
         return len(self.stat_columns)
 
     @cached_property
+    def level_dynamics(self) -> bool:
+        return bool(self.spec.get("level_dynamics", False))
+
+    @cached_property
     def vector_size(self) -> int:
-        return 2 * self.n_stat_columns + self.dct.shape[0] + (len(PITCH_STATS) if self.pitch else 0)
+        return (2 * self.n_stat_columns + self.dct.shape[0] + (len(PITCH_STATS) if self.pitch else 0)
+                + (len(LEVEL_STATS) if self.level_dynamics else 0))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -188,11 +212,15 @@ def frame_signal(samples: np.ndarray, *, n_fft: int, hop: int) -> np.ndarray:
     """View ``samples`` (n,) as frames (n_frames, n_fft), hop ``hop``, no padding (a view, no copy)."""
     if samples.shape[0] < n_fft:
         return np.empty((0, n_fft), dtype=samples.dtype)
-    return np.lib.stride_tricks.sliding_window_view(samples, n_fft)[::hop]
+    samples = np.ascontiguousarray(samples)
+    n_frames = 1 + (samples.shape[0] - n_fft) // hop
+    step = samples.strides[0]
+    # as_strided rather than sliding_window_view: the same read-only view, without its per-call checks
+    return np.lib.stride_tricks.as_strided(samples, (n_frames, n_fft), (hop * step, step), writeable=False)
 
 
 # Frames are processed in slices of this many, so temporaries stay in cache.
-FRAME_SLICE = 150
+FRAME_SLICE = 300
 
 
 def frame_features(frames: np.ndarray, *, fdef: FeatureDefinition) -> np.ndarray:
@@ -229,49 +257,62 @@ def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> Non
     out[:, n_mels + n_mfcc : n_mels + n_mfcc + n_chroma] = chroma / np.where(cmax > tiny, cmax, 1.0)
 
     c = n_mels + n_mfcc + n_chroma
-    mag_sum = mag.sum(axis=1)
+    bin_ones, pair_ones = fdef.ones
+    n_bins = bin_ones.shape[0]
+    mag_sum = mag @ bin_ones
     out[:, c] = (mag @ fdef.freqs_hz) / np.where(mag_sum > tiny, mag_sum, 1.0)
-    out[:, c + 1] = fdef.freqs_hz[_rolloff_bins(mag, float(fdef.spec["rolloff_percent"]))]
+    out[:, c + 1] = fdef.freqs_hz[_rolloff_bins(mag, float(fdef.spec["rolloff_percent"]), fdef.rolloff_blocks)]
     pclip = np.maximum(power, amin)
-    out[:, c + 2] = np.exp(np.log(pclip).mean(axis=1)) / pclip.mean(axis=1)
+    out[:, c + 2] = np.exp((np.log(pclip) @ bin_ones) / n_bins) / ((pclip @ bin_ones) / n_bins)
     # librosa counts |x| <= 1e-10 as zero, and zero as positive
     negative = x < -1e-10
-    crossings = (negative[:, 1:] != negative[:, :-1]).astype(np.float32)
-    out[:, c + 3] = crossings.sum(axis=1) / x.shape[1]
+    out[:, c + 3] = ((negative[:, 1:] != negative[:, :-1]).astype(np.float32) @ pair_ones) / x.shape[1]
     rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])
     out[:, c + 4] = 20.0 * np.log10(np.maximum(rms, 10.0 ** (LEVEL_FLOOR_DB / 20.0)))
     if fdef.pitch:
-        out[:, c + 5], out[:, c + 6] = _pitch(power, fdef)
+        _pitch_columns(power, out[:, c + 4], fdef, out[:, c + 5], out[:, c + 6])
 
 
 ROLLOFF_BLOCK = 16
 
 
-def _rolloff_bins(mag: np.ndarray, percent: float) -> np.ndarray:
+def _rolloff_bins(mag: np.ndarray, percent: float, blocks: np.ndarray) -> np.ndarray:
     """First bin whose cumulative magnitude reaches ``percent`` of the frame's total.
 
     librosa's definition (a cumulative sum along frequency), computed coarse to
-    fine: 16-bin block sums find the block, then that block's cumulative sum
-    finds the bin. Rounding can move a frame whose cumulative sum sits exactly
-    at the threshold by one bin (31 Hz); the parity test bounds how often.
+    fine: block sums (one product with ``blocks``, :attr:`FeatureDefinition.rolloff_blocks`)
+    find the block, then that block's cumulative sum finds the bin. Rounding can
+    move a frame whose cumulative sum sits exactly at the threshold by one bin
+    (31 Hz); the parity test bounds how often.
     """
     n_frames, n_bins = mag.shape
-    n_blocks = (n_bins - 1) // ROLLOFF_BLOCK
-    edge = n_blocks * ROLLOFF_BLOCK
-    body = mag[:, :edge].reshape(n_frames, n_blocks, ROLLOFF_BLOCK)
-    block_sums = body.sum(axis=2)
+    block_sums = mag @ blocks
     block_cum = np.cumsum(block_sums, axis=1)
-    total = block_cum[:, -1] + mag[:, edge:].sum(axis=1)
-    threshold = percent * total
-    block = np.minimum(np.argmax(block_cum >= threshold[:, None], axis=1), n_blocks - 1)
+    threshold = percent * block_cum[:, -1]
+    block = np.argmax(block_cum >= threshold[:, None], axis=1)
     rows = np.arange(n_frames)
-    inner = np.cumsum(body[rows, block], axis=1) + (block_cum[rows, block] - block_sums[rows, block])[:, None]
+    first = block * ROLLOFF_BLOCK
+    cols = np.minimum(first[:, None] + np.arange(ROLLOFF_BLOCK), n_bins - 1)
+    inner = np.cumsum(mag[rows[:, None], cols], axis=1) + (block_cum[rows, block] - block_sums[rows, block])[:, None]
     reached = inner >= threshold[:, None]
-    found = reached.any(axis=1)
-    bins = block * ROLLOFF_BLOCK + np.argmax(reached, axis=1)
-    # not reached inside the blocks: the threshold falls in the last bin(s) after them
-    tail = edge + np.argmax(np.cumsum(mag[:, edge:], axis=1) + block_cum[:, -1:] >= threshold[:, None], axis=1)
-    return np.where(found, bins, tail)
+    # not reached inside the block by rounding: its last bin
+    return np.where(reached.any(axis=1), cols[rows, np.argmax(reached, axis=1)], cols[:, -1])
+
+
+def _pitch_columns(power: np.ndarray, level_db: np.ndarray, fdef: FeatureDefinition,
+                   voicing: np.ndarray, log2_f0: np.ndarray) -> None:
+    """Fill the voicing and log2 f0 columns; frames below ``pitch_min_level_dbfs`` get 0 and 0
+    (a bundle without that key searches every frame)."""
+    floor = fdef.spec.get("pitch_min_level_dbfs")
+    loud = np.ones(level_db.shape[0], dtype=bool) if floor is None else level_db > float(floor)
+    if loud.all():
+        voicing[:], log2_f0[:] = _pitch(power, fdef)
+        return
+    voicing[:] = 0.0
+    log2_f0[:] = 0.0
+    if loud.any():
+        idx = np.flatnonzero(loud)
+        voicing[idx], log2_f0[idx] = _pitch(power[idx], fdef)
 
 
 def _pitch(power: np.ndarray, fdef: FeatureDefinition) -> tuple[np.ndarray, np.ndarray]:
@@ -285,18 +326,23 @@ def _pitch(power: np.ndarray, fdef: FeatureDefinition) -> tuple[np.ndarray, np.n
     sr = fdef.sample_rate_hz
     acf = sp_fft.irfft(power, n=fdef.n_fft, axis=1)
     lo, hi, correction = fdef.pitch_lags
+    # The peak search and the parabola are invariant to a positive scale per frame, so the
+    # energy normalisation is applied to the chosen peak only.
     energy = acf[:, 0]
     scale = np.where(energy > 1e-12, 1.0 / np.maximum(energy, 1e-12), 0.0).astype(np.float32)
-    norm = acf[:, lo - 1 : hi + 2] * correction * scale[:, None]
+    norm = acf[:, lo - 1 : hi + 2] * correction
     inner = norm[:, 1:-1]
-    peak = (inner >= norm[:, :-2]) & (inner >= norm[:, 2:]) & (inner >= 0.9 * inner.max(axis=1, keepdims=True))
+    peak = inner >= norm[:, :-2]
+    peak &= inner >= norm[:, 2:]
+    peak &= inner >= 0.9 * inner.max(axis=1, keepdims=True)
     k = np.argmax(peak, axis=1) + 1
     rows = np.arange(norm.shape[0])
     a, b, c = norm[rows, k - 1], norm[rows, k], norm[rows, k + 1]
     denom = a - 2.0 * b + c
-    safe = np.abs(denom) > 1e-12
+    safe = np.abs(denom) > 1e-12 * np.abs(b)
     shift = np.where(safe, 0.5 * (a - c) / np.where(safe, denom, 1.0), 0.0)
     lag = lo - 1 + k + np.clip(shift, -0.5, 0.5)
+    b = b * scale
     return np.clip(b, 0.0, 1.0), np.log2(sr / lag)
 
 
@@ -337,6 +383,13 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     parts = [mean, std, dstd]
     if fdef.pitch:
         parts.append(_pitch_stats(f, use, fdef))
+    if fdef.level_dynamics:
+        level = f[use, level_column(fdef=fdef)]
+        p10, p90 = percentiles(level, (10.0, 90.0))
+        parts.append(np.array([level.std(), p90 - p10]))
+    if fdef.spec.get("relative_spectrum", False):
+        mean[:n_mels] -= mean[:n_mels].mean()
+        mean[n_mels] = 0.0
     return np.concatenate(parts)
 
 
@@ -349,7 +402,7 @@ def _pitch_stats(f: np.ndarray, use: np.ndarray, fdef: FeatureDefinition) -> np.
     if n_voiced < 5:
         return np.array([0.0, 0.0, 0.0, 0.0, fraction])
     lf0 = f[voiced, c]
-    p10, p90 = np.percentile(lf0, [10.0, 90.0])
+    p10, p90 = percentiles(lf0, (10.0, 90.0))
     return np.array([lf0.mean(), lf0.std(), p10, p90, fraction])
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .adaptation import Prior
 from .errors import ModelError
 from .features import FeatureDefinition
 
@@ -48,6 +49,31 @@ def mlp_forward(x: np.ndarray, *, coefs: list[np.ndarray], intercepts: list[np.n
 
 
 @dataclass(frozen=True)
+class AdaptiveHead:
+    """The classifier for per-stream adapted vectors (see :mod:`ser_stream.adaptation`):
+    the population prior of the statistics, a scaler and an MLP trained on speaker-normalised vectors."""
+
+    prior: Prior
+    scaler_mean: np.ndarray
+    scaler_scale: np.ndarray
+    coefs: tuple[np.ndarray, ...]
+    intercepts: tuple[np.ndarray, ...]
+    activation: str
+
+    def predict_proba(self, normalised: np.ndarray) -> np.ndarray:
+        """(n, vector_size) vectors already normalised by the stream's statistics -> (n, n_labels)."""
+        x = (np.atleast_2d(normalised) - self.scaler_mean) / self.scaler_scale
+        return mlp_forward(x, coefs=list(self.coefs), intercepts=list(self.intercepts), activation=self.activation)
+
+    def to_bundle(self) -> dict[str, Any]:
+        return {
+            "prior": {"mean": self.prior.mean, "var": self.prior.var, "windows": self.prior.windows},
+            "scaler": {"mean": self.scaler_mean, "scale": self.scaler_scale},
+            "mlp": {"coefs": list(self.coefs), "intercepts": list(self.intercepts), "activation": self.activation},
+        }
+
+
+@dataclass(frozen=True)
 class Model:
     """A loaded bundle. Immutable; shared read-only by whoever classifies."""
 
@@ -60,6 +86,7 @@ class Model:
     activation: str
     meta: dict[str, Any]
     path: Path | None = None
+    adaptive: AdaptiveHead | None = None  # present in bundles trained for per-stream adaptation
 
     @property
     def sample_rate_hz(self) -> int:
@@ -79,6 +106,7 @@ class Model:
             "features": self.features.to_dict(),
             "scaler": {"mean": self.scaler_mean, "scale": self.scaler_scale},
             "mlp": {"coefs": list(self.coefs), "intercepts": list(self.intercepts), "activation": self.activation},
+            **({"adaptive": self.adaptive.to_bundle()} if self.adaptive is not None else {}),
             **self.meta,
         }
 
@@ -91,44 +119,70 @@ class Model:
         tmp.replace(path)
 
 
+def _head(part: Any, *, where: str, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, tuple, tuple, str]:
+    """Validate a scaler + MLP pair (``part`` holds "scaler" and "mlp"); ``where`` prefixes the messages."""
+    for key in ("scaler", "mlp"):
+        if key not in part:
+            raise ValueError(f"bundle lacks key {where + key!r}")
+    mean = np.asarray(part["scaler"]["mean"], dtype=np.float64)
+    scale = np.asarray(part["scaler"]["scale"], dtype=np.float64)
+    mlp = part["mlp"]
+    coefs = tuple(np.asarray(w, dtype=np.float64) for w in mlp["coefs"])
+    intercepts = tuple(np.asarray(b, dtype=np.float64) for b in mlp["intercepts"])
+    activation = str(mlp.get("activation", "relu"))
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r} in {where}mlp")
+    if mean.shape != (n_in,) or scale.shape != (n_in,):
+        raise ValueError(f"{where}scaler shapes {mean.shape}/{scale.shape} do not match the feature vector size {n_in}")
+    if not coefs or len(coefs) != len(intercepts):
+        raise ValueError(f"{where}mlp weights and biases do not pair up")
+    width = n_in
+    for i, (w, b) in enumerate(zip(coefs, intercepts)):
+        if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
+            raise ValueError(f"{where}mlp layer {i} has shape {w.shape} / {b.shape}, expected input width {width}")
+        width = w.shape[1]
+    if width != n_out:
+        raise ValueError(f"{where}mlp output width {width} does not match {n_out} labels")
+    arrays = [("scaler.mean", mean), ("scaler.scale", scale), *[(f"mlp.coefs[{i}]", w) for i, w in enumerate(coefs)]]
+    for name, arr in arrays:
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{where}{name} holds non-finite values")
+    if np.any(scale <= 0):
+        raise ValueError(f"{where}scaler.scale holds non-positive values")
+    return mean, scale, coefs, intercepts, activation
+
+
+def _adaptive_head(part: Any, *, n_in: int, n_out: int) -> AdaptiveHead:
+    prior = part.get("prior") if isinstance(part, dict) else None
+    if prior is None:
+        raise ValueError("bundle lacks key 'adaptive.prior'")
+    p_mean = np.asarray(prior["mean"], dtype=np.float64)
+    p_var = np.asarray(prior["var"], dtype=np.float64)
+    windows = float(prior["windows"])
+    if p_mean.shape != (n_in,) or p_var.shape != (n_in,) or not np.all(np.isfinite(p_mean)) or not np.all(p_var >= 0):
+        raise ValueError(f"adaptive.prior has shapes {p_mean.shape}/{p_var.shape} or invalid values; expected ({n_in},)")
+    if not windows > 0:
+        raise ValueError(f"adaptive.prior.windows is {windows}, expected > 0")
+    return AdaptiveHead(Prior(p_mean, p_var, windows), *_head(part, where="adaptive.", n_in=n_in, n_out=n_out))
+
+
 def from_bundle(bundle: Any, *, path: Path | None = None) -> Model:
     """Validate a bundle dict and build a :class:`Model`; raises ValueError naming the problem."""
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise ValueError(f"not a {BUNDLE_FORMAT} bundle")
     if bundle.get("format_version") != BUNDLE_VERSION:
         raise ValueError(f"bundle format_version {bundle.get('format_version')!r}, this version reads {BUNDLE_VERSION}")
-    for key in ("labels", "features", "scaler", "mlp"):
+    for key in ("labels", "features"):
         if key not in bundle:
             raise ValueError(f"bundle lacks key {key!r}")
     labels = tuple(str(x) for x in bundle["labels"])
     fdef = FeatureDefinition.from_dict(bundle["features"])
-    mean = np.asarray(bundle["scaler"]["mean"], dtype=np.float64)
-    scale = np.asarray(bundle["scaler"]["scale"], dtype=np.float64)
-    mlp = bundle["mlp"]
-    coefs = tuple(np.asarray(w, dtype=np.float64) for w in mlp["coefs"])
-    intercepts = tuple(np.asarray(b, dtype=np.float64) for b in mlp["intercepts"])
-    activation = str(mlp.get("activation", "relu"))
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}")
-    n_in = fdef.vector_size
-    if mean.shape != (n_in,) or scale.shape != (n_in,):
-        raise ValueError(f"scaler shapes {mean.shape}/{scale.shape} do not match the feature vector size {n_in}")
-    if not coefs or len(coefs) != len(intercepts):
-        raise ValueError("MLP weights and biases do not pair up")
-    width = n_in
-    for i, (w, b) in enumerate(zip(coefs, intercepts)):
-        if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
-            raise ValueError(f"MLP layer {i} has shape {w.shape} / {b.shape}, expected input width {width}")
-        width = w.shape[1]
-    if width != len(labels):
-        raise ValueError(f"MLP output width {width} does not match {len(labels)} labels")
-    for name, arr in [("scaler.mean", mean), ("scaler.scale", scale), *[(f"mlp.coefs[{i}]", w) for i, w in enumerate(coefs)]]:
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} holds non-finite values")
-    if np.any(scale <= 0):
-        raise ValueError("scaler.scale holds non-positive values")
-    meta = {k: v for k, v in bundle.items() if k not in {"format", "format_version", "labels", "sample_rate_hz", "features", "scaler", "mlp"}}
-    return Model(labels, fdef, mean, scale, coefs, intercepts, activation, meta, path)
+    n_in, n_out = fdef.vector_size, len(labels)
+    head = _head(bundle, where="", n_in=n_in, n_out=n_out)
+    adaptive = None if bundle.get("adaptive") is None else _adaptive_head(bundle["adaptive"], n_in=n_in, n_out=n_out)
+    skip = {"format", "format_version", "labels", "sample_rate_hz", "features", "scaler", "mlp", "adaptive"}
+    meta = {k: v for k, v in bundle.items() if k not in skip}
+    return Model(labels, fdef, *head, meta, path, adaptive)
 
 
 def load_model(path: Path | None) -> Model:

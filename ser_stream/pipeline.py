@@ -15,6 +15,7 @@ import numpy as np
 
 from . import features as F
 from . import vad
+from .adaptation import RunningStats
 from .model import Model
 
 
@@ -60,9 +61,13 @@ class Analyzer:
         vad_noise_margin_db: float = 10.0,
         vad_min_active_seconds: float = 0.5,
         keep_vectors: bool = False,
+        adapter: RunningStats | None = None,
     ) -> None:
+        if adapter is not None and (model is None or model.adaptive is None):
+            raise ValueError("adaptation needs a model with an adaptive head")
         self.fdef = fdef
         self.model = model
+        self.adapter = adapter  # the stream's statistics: classify adapted, then update (owned by this thread)
         sr, fh = fdef.sample_rate_hz, fdef.hop_samples
         self.sample_rate_hz = sr
         self.window_samples = max(_round_to(window_seconds, sr=sr, step=fh), fdef.n_fft)
@@ -154,7 +159,12 @@ class Analyzer:
         vector = F.window_vector(feats, active=active, fdef=fdef) if (speech or self.keep_vectors) else None
         label = confidence = probs = None
         if speech and self.model is not None:
-            probs = self.model.predict_proba(vector)[0]
+            if self.adapter is not None:
+                # the window is scored with the statistics of the speech before it, then added to them
+                probs = self.model.adaptive.predict_proba(self.adapter.normalise(vector))[0]
+                self.adapter.update(vector)
+            else:
+                probs = self.model.predict_proba(vector)[0]
             best = int(np.argmax(probs))
             label, confidence = self.model.labels[best], float(probs[best])
         return WindowResult(

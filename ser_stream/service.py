@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .adaptation import RunningStats
 from .capture.resample import Resampler
 from .config import Config
 from .model import Model
@@ -78,6 +79,7 @@ class Controls:
     """
 
     def __init__(self, *, state_dir: Path | None) -> None:
+        self._reset_adaptation = threading.Event()
         self._muted = threading.Event()
         self._file = None if state_dir is None else state_dir / "mute"
         if self._file is not None and self._file.is_file():
@@ -107,6 +109,76 @@ class Controls:
                 log.warning("cannot persist the mute switch in %s: %s", self._file, exc)
 
 
+    def request_adaptation_reset(self) -> None:
+        """Ask the pipeline to forget the stream's adaptation statistics (from any thread)."""
+        log.info("adaptation reset requested")
+        self._reset_adaptation.set()
+
+    def take_adaptation_reset(self) -> bool:
+        """True once per request (the pipeline thread)."""
+        if self._reset_adaptation.is_set():
+            self._reset_adaptation.clear()
+            return True
+        return False
+
+
+ADAPTATION_FILE = "adaptation.npz"
+SAVE_EVERY_WINDOWS = 60  # speech windows between saves of the adaptation statistics
+
+
+def model_key(model: Model) -> str:
+    """Identifies the adaptive head the statistics belong to (its prior)."""
+    import hashlib
+
+    prior = model.adaptive.prior if model.adaptive is not None else None
+    if prior is None:
+        return ""
+    return hashlib.sha256(prior.mean.tobytes() + prior.var.tobytes()).hexdigest()[:16]
+
+
+class AdaptationStore:
+    """The adaptation statistics in ``directory/adaptation.npz`` (``directory`` None: kept in memory
+    only). Written atomically; a file from another model or an unreadable one is set aside with a
+    log line and the statistics start from the population. Owned by the service thread."""
+
+    def __init__(self, directory: Path | None, *, key: str) -> None:
+        self.path = None if directory is None else directory / ADAPTATION_FILE
+        self.key = key
+        self._unsaved = 0
+
+    def load(self, stats: RunningStats) -> None:
+        if self.path is None or not self.path.is_file():
+            return
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            if str(arrays.get("model_key", "")) != self.key:
+                log.info("%s holds statistics of another model: adaptation starts from the population", self.path)
+                return
+            stats.load_arrays(arrays)
+            log.info("adaptation: %.0f speech windows of statistics restored from %s", stats.n, self.path)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("cannot use %s (%s): adaptation starts from the population", self.path, exc)
+
+    def note_update(self, stats: RunningStats) -> None:
+        """Called after each speech window; saves every SAVE_EVERY_WINDOWS of them."""
+        self._unsaved += 1
+        if self._unsaved >= SAVE_EVERY_WINDOWS:
+            self.save(stats)
+
+    def save(self, stats: RunningStats) -> None:
+        self._unsaved = 0
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp.npz")
+            np.savez(tmp, model_key=np.array(self.key), **stats.to_arrays())
+            tmp.replace(self.path)
+        except OSError as exc:
+            log.warning("cannot save the adaptation statistics in %s: %s", self.path, exc)
+
+
 def default_state_dir() -> Path:
     """$STATE_DIRECTORY (systemd StateDirectory=), else the XDG state home."""
     env = os.environ.get("STATE_DIRECTORY")
@@ -124,7 +196,8 @@ class RunStats:
     seconds: float = 0.0
 
 
-def make_analyzer(config: Config, model: Model, *, keep_vectors: bool = False) -> Analyzer:
+def make_analyzer(config: Config, model: Model, *, keep_vectors: bool = False,
+                  adapter: RunningStats | None = None) -> Analyzer:
     return Analyzer(
         fdef=model.features,
         model=model,
@@ -135,6 +208,7 @@ def make_analyzer(config: Config, model: Model, *, keep_vectors: bool = False) -
         vad_noise_margin_db=config.vad.noise_margin_db,
         vad_min_active_seconds=config.vad.min_active_seconds,
         keep_vectors=keep_vectors,
+        adapter=adapter,
     )
 
 
@@ -164,6 +238,7 @@ def run_stream(
     stop: threading.Event,
     controls: Controls | None = None,
     max_seconds: float | None = None,
+    adaptation_dir: Path | None = None,
 ) -> RunStats:
     """Stream ``source`` until it ends, ``stop`` is set, or ``max_seconds`` of audio went by.
 
@@ -176,7 +251,14 @@ def run_stream(
     notifier = Notifier()
     ring = RingBuffer(int(source.sample_rate_hz * config.audio.buffer_seconds))
     resampler = Resampler(source.sample_rate_hz, model.sample_rate_hz)
-    analyzer = make_analyzer(config, model)
+    adapter = store = None
+    if config.adaptation.enabled and model.adaptive is not None:
+        adapter = RunningStats(prior=model.adaptive.prior, max_windows=config.adaptation.max_windows)
+        store = AdaptationStore(adaptation_dir, key=model_key(model))
+        store.load(adapter)
+    elif config.adaptation.enabled:
+        log.info("the model has no adaptive head: adaptation is off")
+    analyzer = make_analyzer(config, model, adapter=adapter)
     tracker = MoodTracker(
         labels=model.labels,
         min_confidence=config.mood.min_confidence,
@@ -210,6 +292,8 @@ def run_stream(
             log.warning("%s is shorter than one window (%.2f s < %.2f s): classified once, zero-padded",
                         source.name, res.t, analyzer.window_samples / analyzer.sample_rate_hz)
         sinks.window(window_message(res, mood=state, labels=model.labels, ts=now))
+        if store is not None and res.probs is not None:
+            store.note_update(adapter)
         if state.changed:
             since = iso_utc(now)
             log.info("mood: %s (confidence %.2f) at t=%.1f s", state.mood, state.confidence or 0.0, res.t)
@@ -229,6 +313,10 @@ def run_stream(
             n = ring.read(block, stop)
             source.poll()
             notifier.watchdog()
+            if controls.take_adaptation_reset() and adapter is not None:
+                adapter.reset()
+                store.save(adapter)
+                log.info("adaptation statistics reset to the population's")
             if controls.muted != muted:
                 muted = controls.muted
                 t_now = consumed / source.sample_rate_hz
@@ -266,6 +354,8 @@ def run_stream(
         stats.seconds = consumed / source.sample_rate_hz
         if ring.overflow_samples:
             log.warning("ring buffer overflow: %d samples lost in %d events", ring.overflow_samples, ring.overflow_events)
+        if store is not None:
+            store.save(adapter)
         sinks.close()  # ... sinks last
     if source.error is not None:
         raise source.error

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .adaptation import PRIOR_WINDOWS, Prior, batch_mean_std
 from .capture.file import AudioFile
 from .capture.resample import Resampler
 from .errors import AudioReadError, InputMissingError
@@ -24,7 +25,7 @@ from .model import LABELS
 from .pipeline import Analyzer
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .model import AdaptiveHead, Model
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,8 @@ def stack_windows(clips: list[Clip], vectors: list[np.ndarray]) -> tuple[np.ndar
     return X, y
 
 
-def to_model(scaler: Any, clf: Any, *, fdef: FeatureDefinition, meta: dict[str, Any]) -> "Model":
+def to_model(scaler: Any, clf: Any, *, fdef: FeatureDefinition, meta: dict[str, Any],
+             adaptive: "AdaptiveHead | None" = None) -> "Model":
     from .model import Model
 
     return Model(
@@ -252,6 +254,20 @@ def to_model(scaler: Any, clf: Any, *, fdef: FeatureDefinition, meta: dict[str, 
         intercepts=tuple(np.asarray(b) for b in clf.intercepts_),
         activation=clf.activation,
         meta=meta,
+        adaptive=adaptive,
+    )
+
+
+def to_adaptive_head(prior: Prior, scaler: Any, clf: Any) -> "AdaptiveHead":
+    from .model import AdaptiveHead
+
+    return AdaptiveHead(
+        prior=prior,
+        scaler_mean=np.asarray(scaler.mean_, dtype=np.float64),
+        scaler_scale=np.asarray(scaler.scale_, dtype=np.float64),
+        coefs=tuple(np.asarray(w) for w in clf.coefs_),
+        intercepts=tuple(np.asarray(b) for b in clf.intercepts_),
+        activation=clf.activation,
     )
 
 
@@ -282,6 +298,8 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
     missing = sorted(set(range(len(LABELS))) - {int(c) for c in clf.classes_})
     if missing:
         raise InputMissingError(f"{data_dir}: no clips of {', '.join(LABELS[i] for i in missing)}; a model needs all 8 emotions")
+    log.info("training the adaptive head (per-speaker statistics from neutral and calm clips)")
+    adaptive = fit_adaptive(clips, data.clean, data.train, list(range(len(clips))), realistic=True, seed=seed)
     meta = {
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training": {
@@ -296,6 +314,8 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
             "seed": seed,
             "mlp": {k: (list(v) if isinstance(v, tuple) else v) for k, v in MLP_PARAMS.items()},
             "epochs": int(clf.n_iter_),
+            "adaptation": {"prior_windows": PRIOR_WINDOWS,
+                           "speaker_statistics_from": "each training speaker's neutral and calm clips"},
         },
         "versions": _versions(),
         "license": "Trained on RAVDESS (CC BY-NC-SA 4.0): non-commercial use only, attribution, share-alike.",
@@ -308,7 +328,7 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
                  meta["metrics"]["speaker-independent"]["accuracy"], meta["metrics"]["speaker-independent"]["uar"])
     else:
         log.info("fewer than 6 actors: no speaker-independent cross-validation recorded in the bundle")
-    model = to_model(scaler, clf, fdef=fdef, meta=meta)
+    model = to_model(scaler, clf, fdef=fdef, meta=meta, adaptive=adaptive)
     model.save(out)
     log.info("wrote %s", out)
     return model
@@ -384,45 +404,52 @@ def cross_validate(*, clips: list[Clip], train_vecs: list[np.ndarray], test_vecs
 CALM_LABELS = (LABELS.index("neutral"), LABELS.index("calm"))
 
 
-def _speaker_stats(vectors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    X = np.concatenate(vectors)
-    return X.mean(axis=0), X.std(axis=0) + 1e-6
+def _stats_windows(indices: list[int], clips: list[Clip], vectors: list[np.ndarray], *, realistic: bool) -> np.ndarray | None:
+    """A speaker's windows for statistics: with ``realistic`` those of their neutral and calm clips
+    (all of them when the speaker has none); None without any clip."""
+    chosen = [i for i in indices if not realistic or clips[i].label in CALM_LABELS] or indices
+    return np.concatenate([vectors[i] for i in chosen]) if chosen else None
+
+
+def fit_adaptive(clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: list[np.ndarray], indices: list[int], *,
+                 realistic: bool, seed: int) -> "AdaptiveHead":
+    """The adaptive head: every training speaker's windows z-scored with that speaker's statistics
+    (:func:`ser_stream.adaptation.batch_mean_std`, from their clean ``stats_vecs``, shrunk toward the
+    population prior), then a scaler and an MLP fitted on them."""
+    actors = sorted({clips[i].actor for i in indices})
+    by_actor = {a: [i for i in indices if clips[i].actor == a] for a in actors}
+    windows = {a: _stats_windows(idx, clips, stats_vecs, realistic=realistic) for a, idx in by_actor.items()}
+    prior = Prior(mean=np.mean([w.mean(axis=0) for w in windows.values()], axis=0),
+                  var=np.mean([w.var(axis=0) for w in windows.values()], axis=0), windows=PRIOR_WINDOWS)
+    Xs, ys = [], []
+    for a, idx in by_actor.items():
+        m, sd = batch_mean_std(windows[a], prior=prior)
+        for i in idx:
+            Xs.append((train_vecs[i] - m) / sd)
+            ys.append(np.full(train_vecs[i].shape[0], clips[i].label))
+    scaler, clf = fit(np.concatenate(Xs), np.concatenate(ys), seed=seed)
+    return to_adaptive_head(prior, scaler, clf)
 
 
 def _fold_adaptive(train_idx: np.ndarray, test_idx: np.ndarray, clips: list[Clip], stats_vecs: list[np.ndarray],
-                   train_vecs: list[np.ndarray], test_vecs: list[np.ndarray], fdef: FeatureDefinition, seed: int,
+                   train_vecs: list[np.ndarray], test_vecs: list[np.ndarray], seed: int,
                    realistic: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-speaker z-scored features: training speakers by their own statistics, each test clip by
-    statistics of its speaker's *other* clips (realistic: only their neutral and calm clips)."""
-    def usable(i: int) -> bool:
-        return not realistic or clips[i].label in CALM_LABELS
-
-    def stats(indices: list[int], vectors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
-        # realistic statistics where the speaker has neutral/calm audio, else all of it
-        chosen = [i for i in indices if usable(i)] or indices
-        return _speaker_stats([vectors[i] for i in chosen]) if chosen else None
-
-    Xs, ys, priors = [], [], []
-    for actor in sorted({clips[i].actor for i in train_idx}):
-        idx = [i for i in train_idx if clips[i].actor == actor]
-        m, s = stats(idx, stats_vecs)
-        priors.append((m, s))
-        for i in idx:
-            Xs.append((train_vecs[i] - m) / s)
-            ys.append(np.full(train_vecs[i].shape[0], clips[i].label))
-    prior = (np.mean([p[0] for p in priors], axis=0), np.mean([p[1] for p in priors], axis=0))
-    scaler, clf = fit(np.concatenate(Xs), np.concatenate(ys), seed=seed)
-    model = to_model(scaler, clf, fdef=fdef, meta={})
+    """Train the adaptive head on ``train_idx``; score each test clip with the statistics of its
+    speaker's *other* clips (realistic: only their neutral and calm clips), as the daemon would."""
+    head = fit_adaptive(clips, stats_vecs, train_vecs, list(train_idx), realistic=realistic, seed=seed)
     preds = []
     for i in test_idx:
-        others = [j for j in test_idx if clips[j].actor == clips[i].actor and j != i]
-        m, s = stats(others, test_vecs) or prior  # a speaker with no other clip: the training population
-        preds.append(clf.classes_[int(np.argmax(model.predict_proba((test_vecs[i] - m) / s).mean(axis=0)))])
+        others = [int(j) for j in test_idx if clips[j].actor == clips[i].actor and j != i]
+        windows = _stats_windows(others, clips, test_vecs, realistic=realistic)
+        if windows is None:  # a speaker with no other clip: the population prior
+            windows = np.zeros((0, test_vecs[i].shape[1]))
+        m, sd = batch_mean_std(windows, prior=head.prior)
+        preds.append(int(np.argmax(head.predict_proba((test_vecs[i] - m) / sd).mean(axis=0))))  # all 8 labels train
     return test_idx, np.array(preds)
 
 
 def speaker_adaptive(*, clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: list[np.ndarray],
-                     test_vecs: list[np.ndarray], fdef: FeatureDefinition, seed: int, jobs: int) -> dict[str, Any]:
+                     test_vecs: list[np.ndarray], seed: int, jobs: int) -> dict[str, Any]:
     """The speaker-adaptive protocol: ``uar`` with statistics from neutral/calm clips only (a home where
     most talk is calm), ``uar_balanced_stats`` with statistics from all of the speaker's other clips."""
     from joblib import Parallel, delayed
@@ -434,13 +461,14 @@ def speaker_adaptive(*, clips: list[Clip], stats_vecs: list[np.ndarray], train_v
     out = {}
     for realistic in (True, False):
         res = Parallel(n_jobs=min(jobs, len(splits)))(
-            delayed(_fold_adaptive)(tr, te, clips, stats_vecs, train_vecs, test_vecs, fdef, seed, realistic)
+            delayed(_fold_adaptive)(tr, te, clips, stats_vecs, train_vecs, test_vecs, seed, realistic)
             for tr, te in splits)
         y_true = np.concatenate([y[te] for te, _ in res])
         y_pred = np.concatenate([p for _, p in res])
         out[realistic] = summarize_predictions(y_true, y_pred, labels=LABELS, protocol="speaker-adaptive")
     summary = dict(out[True])
     summary["stats_from"] = "the speaker's other neutral and calm clips"
+    summary["prior_windows"] = PRIOR_WINDOWS
     summary["accuracy_balanced_stats"] = out[False]["accuracy"]
     summary["uar_balanced_stats"] = out[False]["uar"]
     return summary
@@ -464,7 +492,7 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
                                 test_view=View(window_seconds, hop_seconds, degrade))
     if protocol == "speaker-adaptive":
         summary = speaker_adaptive(clips=data.clips, stats_vecs=data.clean, train_vecs=data.train, test_vecs=data.test,
-                                   fdef=fdef, seed=seed, jobs=jobs)
+                                   seed=seed, jobs=jobs)
     else:
         summary = cross_validate(clips=data.clips, train_vecs=data.train, test_vecs=data.test, fdef=fdef,
                                  protocol=protocol, seed=seed, jobs=jobs)

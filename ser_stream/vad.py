@@ -22,7 +22,7 @@ def active_frames(level_db: np.ndarray, *, threshold_dbfs: float, noise_margin_d
     level_db = np.asarray(level_db, dtype=np.float64)
     if level_db.size == 0:
         return np.zeros(0, dtype=bool)
-    floor = _percentile(level_db, FLOOR_PERCENTILE)
+    floor = float(percentiles(level_db, (FLOOR_PERCENTILE,))[0])
     return (level_db > threshold_dbfs) & (level_db > floor + noise_margin_db)
 
 
@@ -31,10 +31,10 @@ def is_speech(active: np.ndarray, *, frame_seconds: float, min_active_seconds: f
     return bool(np.count_nonzero(active) * frame_seconds >= min_active_seconds) and bool(np.any(active))
 
 
-def _percentile(x: np.ndarray, q: float) -> float:
-    """``np.percentile(x, q)`` (linear interpolation) with one partial sort."""
-    pos = (x.size - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, x.size - 1)
-    part = np.partition(x, (lo, hi))
-    return float(part[lo] + (pos - lo) * (part[hi] - part[lo]))
+def percentiles(x: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(x, qs)`` (linear interpolation) with one partial sort; ``x`` (n,) non-empty."""
+    pos = [(x.size - 1) * q / 100.0 for q in qs]
+    lo = [int(p) for p in pos]
+    hi = [min(i + 1, x.size - 1) for i in lo]
+    part = np.partition(x, sorted(set(lo + hi)))
+    return np.array([part[a] + (p - a) * (part[b] - part[a]) for p, a, b in zip(pos, lo, hi)])

@@ -25,7 +25,7 @@ from .test_cli import check_window_line
 DEVICE = "livingroom"
 BASE = f"ser_stream/{DEVICE}"
 ENTITIES = {("sensor", "mood"), ("sensor", "confidence"), ("sensor", "arousal"), ("sensor", "valence"),
-            ("binary_sensor", "speech"), ("switch", "mute")}
+            ("binary_sensor", "speech"), ("switch", "mute"), ("button", "reset_adaptation")}
 
 
 class Subscriber:
@@ -146,12 +146,13 @@ def test_discovery_state_windows_events_and_offline_on_sigterm(broker, long_wav:
         assert c["device"]["identifiers"] == [f"ser_stream_{DEVICE}"]
         assert {"name", "model", "sw_version", "manufacturer"} <= set(c["device"])
         assert c["default_entity_id"] == f"{component}.ser_stream_{DEVICE}_{obj}"
-        assert "name" in c and ("state_topic" in c)
+        assert "name" in c and ("state_topic" in c or component == "button")
     mood = conf[("sensor", "mood")]
     assert mood["device_class"] == "enum" and mood["options"] == [*LABELS, "idle"]
     assert mood["state_topic"] == f"{BASE}/state" and mood["json_attributes_topic"] == f"{BASE}/state"
     assert conf[("switch", "mute")]["command_topic"] == f"{BASE}/mute/set"
     assert conf[("binary_sensor", "speech")]["device_class"] == "sound"
+    assert conf[("button", "reset_adaptation")]["command_topic"] == f"{BASE}/adaptation/reset"
 
     windows = [json.loads(p) for _, p, _ in sub.on(f"{BASE}/window")]
     assert len(windows) == len(d.lines) >= 7
@@ -225,6 +226,17 @@ def test_mute_round_trip_stops_analysis_and_survives_a_restart(broker, long_wav:
     # without MQTT nothing could unmute it, so the persisted switch is not honoured
     d3 = Daemon(["--input", str(long_wav), "--fast", "--max-seconds", "6"], {"SER_STREAM_MQTT__ENABLED": "false"}, tmp_path)
     assert d3.wait() == 0 and len(d3.lines) == 4
+    sub.close()
+
+
+def test_reset_adaptation_button(broker, long_wav: Path, tmp_path: Path):
+    sub = Subscriber(broker)
+    d = Daemon(["--input", str(long_wav)], broker.config_args(), tmp_path)
+    d.wait_lines(4)
+    sub.publish(f"{BASE}/adaptation/reset", "PRESS")
+    sub.wait_for(lambda: "adaptation statistics reset to the population's" in d.log)
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.wait() == 0
     sub.close()
 
 

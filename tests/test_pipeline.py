@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 
 from ser_stream import features as F
+from ser_stream.adaptation import RunningStats
 from ser_stream.capture.resample import Resampler
 from ser_stream.config import Config
 from ser_stream.model import load_model
@@ -27,9 +28,15 @@ def stream(analyzer: Analyzer, y: np.ndarray, block: int):
     return out
 
 
-def test_block_size_does_not_change_any_result(model, long_wav: Path):
+@pytest.mark.parametrize("adapting", [False, True])
+def test_block_size_does_not_change_any_result(model, long_wav: Path, adapting: bool):
     y, _ = sf.read(long_wav, dtype="float32")
-    runs = {b: stream(make_analyzer(Config(), model), y, b) for b in (160, 1000, 4096, len(y))}
+
+    def analyzer() -> Analyzer:
+        adapter = RunningStats(prior=model.adaptive.prior) if adapting else None
+        return make_analyzer(Config(), model, adapter=adapter)
+
+    runs = {b: stream(analyzer(), y, b) for b in (160, 1000, 4096, len(y))}
     ref = runs[len(y)]
     assert len(ref) == 28
     assert any(r.speech for r in ref)

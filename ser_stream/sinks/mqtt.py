@@ -6,6 +6,8 @@ Topics (``base`` = ``<base_topic>/<device_id>``):
 - ``{base}/window`` per hop (``publish_windows``), not retained
 - ``{base}/event`` on each mood change, not retained
 - ``{base}/mute`` retained ``ON``/``OFF``; ``{base}/mute/set`` subscribed
+- ``{base}/adaptation/reset`` subscribed (with adaptation on): any payload resets the
+  stream's adaptation statistics to the population's (a Home Assistant button)
 - ``{prefix}/<component>/<node>/<object>/config`` retained discovery; re-sent
   when Home Assistant announces ``online`` on ``{prefix}/status``.
 
@@ -78,8 +80,9 @@ def read_password(cfg: MqttConfig) -> str | None:
         raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
 
 
-def discovery_messages(cfg: MqttConfig, *, labels: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Home Assistant discovery configs by topic: one device, five entities."""
+def discovery_messages(cfg: MqttConfig, *, labels: tuple[str, ...], adaptation: bool = False) -> dict[str, dict[str, Any]]:
+    """Home Assistant discovery configs by topic: one device, six entities (seven with the
+    adaptation reset button)."""
     dev = device_id_of(cfg)
     base = base_topic_of(cfg)
     node = f"ser_stream_{dev}"
@@ -153,6 +156,14 @@ def discovery_messages(cfg: MqttConfig, *, labels: tuple[str, ...]) -> dict[str,
             "icon": "mdi:microphone-off",
         },
     }
+    if adaptation:
+        entities[("button", "reset_adaptation")] = {
+            "name": "Reset adaptation",
+            "command_topic": f"{base}/adaptation/reset",
+            "payload_press": "PRESS",
+            "entity_category": "config",
+            "icon": "mdi:restore",
+        }
     out = {}
     for (component, obj), conf in entities.items():
         out[f"{prefix}/{component}/{node}/{obj}/config"] = {**conf, "unique_id": f"{node}_{obj}",
@@ -190,13 +201,16 @@ class MqttSink:
         labels: tuple[str, ...],
         on_mute: Callable[[bool], None],
         muted: bool,
+        on_reset_adaptation: Callable[[], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.labels = labels
         self.on_mute = on_mute
+        self.on_reset_adaptation = on_reset_adaptation
         self.base = base_topic_of(cfg)
         self.device_id = device_id_of(cfg)
-        self.discovery = discovery_messages(cfg, labels=labels) if cfg.homeassistant.discovery else {}
+        self.discovery = (discovery_messages(cfg, labels=labels, adaptation=on_reset_adaptation is not None)
+                          if cfg.homeassistant.discovery else {})
         self.windows_dropped = 0
         self.published = 0
         self._windows: deque[tuple[str, str]] = deque()
@@ -233,7 +247,10 @@ class MqttSink:
             return
         self._auth_failed_logged = self._down_logged = False
         log.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
-        client.subscribe([(f"{self.base}/mute/set", 1), (f"{self.cfg.homeassistant.prefix}/status", 1)])
+        topics = [(f"{self.base}/mute/set", 1), (f"{self.cfg.homeassistant.prefix}/status", 1)]
+        if self.on_reset_adaptation is not None:
+            topics.append((f"{self.base}/adaptation/reset", 1))
+        client.subscribe(topics)
         # re-announce everything a late or restarted broker must know, ahead of queued messages
         with self._cond:
             self._priority.extendleft(reversed(self._announcements()))
@@ -254,6 +271,8 @@ class MqttSink:
                 self.on_mute(payload.upper() == "ON")
             else:
                 log.warning("MQTT: ignoring %r on %s (expected ON or OFF)", payload[:40], msg.topic)
+        elif msg.topic == f"{self.base}/adaptation/reset" and self.on_reset_adaptation is not None:
+            self.on_reset_adaptation()
         elif msg.topic.endswith("/status") and payload == "online" and self.discovery:
             log.info("MQTT: Home Assistant is online; re-sending discovery")
             with self._cond:
@@ -370,7 +389,7 @@ def unregister(cfg: MqttConfig, *, labels: tuple[str, ...], timeout: float = 10.
         if not done.wait(timeout) or result["rc"].is_failure:
             raise DeviceError(f"MQTT broker {cfg.host}:{cfg.port} refused the connection: {result.get('rc', 'timeout')}")
         base = base_topic_of(cfg)
-        topics = list(discovery_messages(cfg, labels=labels)) + [f"{base}/state", f"{base}/mute", f"{base}/availability"]
+        topics = list(discovery_messages(cfg, labels=labels, adaptation=True)) + [f"{base}/state", f"{base}/mute", f"{base}/availability"]
         infos = [client.publish(t, b"", qos=1, retain=True) for t in topics]
         for info in infos:
             info.wait_for_publish(timeout=timeout)

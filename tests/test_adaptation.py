@@ -1,0 +1,162 @@
+"""Per-stream adaptation: the shrunk statistics, their persistence, reset, and the daemon using them."""
+
+import logging
+import threading
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from ser_stream.adaptation import Prior, RunningStats, batch_mean_std, shrunk_mean_std
+from ser_stream.capture.file import FileSource
+from ser_stream.config import Config
+from ser_stream.errors import ModelError
+from ser_stream.model import DEFAULT_MODEL_PATH, load_model
+from ser_stream.pipeline import Analyzer
+from ser_stream.service import ADAPTATION_FILE, Controls, run_stream
+from ser_stream.sinks import SafeSinks
+
+from .conftest import cli
+
+PRIOR = Prior(mean=np.array([0.0, 10.0, -3.0]), var=np.array([1.0, 4.0, 0.25]), windows=20.0)
+
+
+def test_no_audio_gives_the_population_statistics():
+    m, s = shrunk_mean_std(n=0.0, s1=np.zeros(3), s2=np.zeros(3), prior=PRIOR)
+    np.testing.assert_allclose(m, PRIOR.mean)
+    np.testing.assert_allclose(s, np.sqrt(PRIOR.var), atol=2e-6)  # plus the std floor
+
+
+def test_statistics_move_from_the_population_to_the_stream():
+    rng = np.random.default_rng(0)
+    x = rng.normal(loc=[1.0, 9.0, -2.0], scale=[2.0, 0.5, 3.0], size=(5000, 3))
+    few_m, _ = batch_mean_std(x[:20], prior=PRIOR)  # 20 windows weigh as much as the prior
+    np.testing.assert_allclose(few_m, (PRIOR.mean + x[:20].mean(axis=0)) / 2, rtol=1e-9)
+    m, s = batch_mean_std(x, prior=PRIOR)
+    np.testing.assert_allclose(m, x.mean(axis=0), atol=0.01)
+    np.testing.assert_allclose(s, x.std(axis=0), rtol=0.05)
+
+
+def test_running_statistics_equal_the_batch_estimate_then_forget():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 3)) + [1.0, 2.0, 3.0]
+    stats = RunningStats(prior=PRIOR, max_windows=400)
+    for v in x:
+        stats.update(v)
+    want_m, want_s = batch_mean_std(x, prior=PRIOR)
+    z = stats.normalise(x[:2])
+    np.testing.assert_allclose(z, (x[:2] - want_m) / want_s, rtol=1e-9)
+    # a household that changes: 2000 windows of other voices push the old ones out
+    for v in rng.normal(size=(2000, 3)) - 4.0:
+        stats.update(v)
+    assert stats.n == pytest.approx(400)
+    assert np.all(np.abs(stats.normalise(np.full(3, -4.0))) < 0.3)  # the prior's 20 windows still pull a little
+    assert np.all(stats.normalise(np.array([1.0, 2.0, 3.0])) > 1.0)  # the old voices are now far off
+    stats.reset()
+    assert stats.n == 0 and np.allclose(stats.normalise(PRIOR.mean), 0)
+
+
+def test_saved_statistics_round_trip_and_bad_ones_are_refused():
+    stats = RunningStats(prior=PRIOR, max_windows=100)
+    for v in np.random.default_rng(2).normal(size=(50, 3)):
+        stats.update(v)
+    other = RunningStats(prior=PRIOR, max_windows=100)
+    other.load_arrays(stats.to_arrays())
+    np.testing.assert_array_equal(other.normalise(np.ones(3)), stats.normalise(np.ones(3)))
+    smaller = RunningStats(prior=PRIOR, max_windows=10)  # max_windows lowered: same statistics, less weight
+    smaller.load_arrays(stats.to_arrays())
+    assert smaller.n == 10
+    with pytest.raises(ValueError, match="do not fit 3 dimensions"):
+        other.load_arrays({"n": np.array(5.0), "s1": np.zeros(4), "s2": np.zeros(4)})
+    with pytest.raises(ValueError, match="non-finite"):
+        other.load_arrays({"n": np.array(5.0), "s1": np.full(3, np.nan), "s2": np.zeros(3)})
+
+
+def test_default_model_has_an_adaptive_head_and_a_bad_one_is_a_model_error(tmp_path: Path):
+    model = load_model(None)
+    assert model.adaptive is not None and model.adaptive.prior.mean.shape == (model.features.vector_size,)
+    bundle = joblib.load(DEFAULT_MODEL_PATH)
+    bundle["adaptive"]["prior"]["var"] = bundle["adaptive"]["prior"]["var"][:-1]
+    joblib.dump(bundle, tmp_path / "bad.joblib")
+    with pytest.raises(ModelError, match="adaptive.prior"):
+        load_model(tmp_path / "bad.joblib")
+    del bundle["adaptive"]
+    joblib.dump(bundle, tmp_path / "plain.joblib")
+    assert load_model(tmp_path / "plain.joblib").adaptive is None
+    with pytest.raises(ValueError, match="adaptive head"):
+        Analyzer(fdef=model.features, model=load_model(tmp_path / "plain.joblib"), window_seconds=3.0, hop_seconds=1.0,
+                 adapter=RunningStats(prior=model.adaptive.prior))
+
+
+class _Collect:
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.windows: list = []
+
+    def publish_window(self, msg) -> None:
+        self.windows.append(msg)
+
+    def publish_state(self, msg) -> None:
+        pass
+
+    def publish_event(self, msg) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _run(path: Path, state: Path | None, controls: Controls | None = None, config: Config | None = None):
+    sink = _Collect()
+    run_stream(config=config or Config(), model=load_model(None), source=FileSource(path, realtime=False),
+               sinks=SafeSinks([sink]), stop=threading.Event(), controls=controls, adaptation_dir=state)
+    return [w for w in sink.windows if w["speech"]]
+
+
+def _saved_windows(state: Path) -> float:
+    with np.load(state / ADAPTATION_FILE) as data:
+        return float(data["n"])
+
+
+def test_the_daemon_keeps_adapting_across_restarts_and_resets(long_wav: Path, tmp_path: Path, caplog):
+    caplog.set_level(logging.INFO)
+    first = _run(long_wav, tmp_path)
+    assert len(first) > 5
+    assert _saved_windows(tmp_path) == len(first)  # every speech window, saved at the end
+    second = _run(long_wav, tmp_path)
+    assert "speech windows of statistics restored" in caplog.text
+    assert _saved_windows(tmp_path) == 2 * len(first)
+    # statistics heard before change the first windows' probabilities
+    assert first[0]["probs"] != second[0]["probs"]
+    controls = Controls(state_dir=None)
+    controls.request_adaptation_reset()
+    third = _run(long_wav, tmp_path, controls)
+    assert _saved_windows(tmp_path) == len(first)  # reset at the start: this run's windows only
+    assert [w["probs"] for w in third] == [w["probs"] for w in first]
+    off = _run(long_wav, tmp_path, config=Config(adaptation={"enabled": False}))
+    assert _saved_windows(tmp_path) == len(first)  # adaptation off: the file is left alone
+    assert [w["probs"] for w in off] != [w["probs"] for w in first]
+
+
+def test_statistics_of_another_model_are_not_used(long_wav: Path, tmp_path: Path, caplog):
+    caplog.set_level(logging.INFO)
+    np.savez(tmp_path / ADAPTATION_FILE, model_key=np.array("0123456789abcdef"), n=np.array(5.0),
+             s1=np.zeros(227), s2=np.zeros(227))
+    _run(long_wav, tmp_path)
+    assert "statistics of another model" in caplog.text
+    (tmp_path / ADAPTATION_FILE).write_bytes(b"not a numpy file")
+    speech = _run(long_wav, tmp_path)
+    assert "adaptation starts from the population" in caplog.text
+    assert _saved_windows(tmp_path) == len(speech)
+
+
+def test_reset_adaptation_command(tmp_path: Path):
+    env = {"SER_STREAM_STATE__DIRECTORY": str(tmp_path)}
+    (tmp_path / ADAPTATION_FILE).write_bytes(b"x")
+    r = cli("reset-adaptation", env=env)
+    assert r.returncode == 0 and "removed" in r.stderr.decode()
+    assert not (tmp_path / ADAPTATION_FILE).exists()
+    r = cli("reset-adaptation", env=env)
+    assert r.returncode == 0 and "nothing to reset" in r.stderr.decode()
