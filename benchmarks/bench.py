@@ -1,6 +1,6 @@
 """ser-stream against the seed recipe, side by side in one run, on the same audio.
 
-    .venv/bin/python benchmarks/bench.py [--data ../shared/data/ravdess] [--minutes 30] [--hops 300] [--mqtt]
+    .venv/bin/python benchmarks/bench.py [--data ../shared/data/ravdess] [--minutes 30] [--hops 300]
 
 Measures (see README "Performance"):
 - per-hop CPU time (median, p95) at 16 kHz and 48 kHz input, in this process;
@@ -109,11 +109,12 @@ def per_hop_ours(audio: Path, hops: int) -> list[float]:
     from ser_stream.capture.resample import Resampler
     from ser_stream.config import Config
     from ser_stream.model import load_model
-    from ser_stream.service import make_analyzer
+    from ser_stream.service import make_adapter, make_analyzer
 
     y, sr = sf.read(audio, dtype="float32")
     model = load_model(None)
-    an = make_analyzer(Config(), model)
+    config = Config()
+    an = make_analyzer(config, model, adapter=make_adapter(config, model))  # as `run` does: adapting
     rs = Resampler(sr, 16000)
     an.push(rs.process(y[: 3 * sr]))
     times = []

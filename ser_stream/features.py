@@ -55,7 +55,6 @@ DEFAULT_SPEC: dict[str, Any] = {
 SCALAR_COLUMNS = ("centroid_hz", "rolloff_hz", "flatness", "zcr", "level_db")
 PITCH_COLUMNS = ("voicing", "log2_f0")
 PITCH_STATS = ("log2_f0_mean", "log2_f0_std", "log2_f0_p10", "log2_f0_p90", "voiced_fraction")
-LEVEL_STATS = ("level_std_db", "level_p90_p10_db")
 LEVEL_FLOOR_DB = -100.0
 
 
@@ -135,13 +134,8 @@ class FeatureDefinition:
         return len(self.stat_columns)
 
     @cached_property
-    def level_dynamics(self) -> bool:
-        return bool(self.spec.get("level_dynamics", False))
-
-    @cached_property
     def vector_size(self) -> int:
-        return (2 * self.n_stat_columns + self.dct.shape[0] + (len(PITCH_STATS) if self.pitch else 0)
-                + (len(LEVEL_STATS) if self.level_dynamics else 0))
+        return 2 * self.n_stat_columns + self.dct.shape[0] + (len(PITCH_STATS) if self.pitch else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -383,13 +377,6 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     parts = [mean, std, dstd]
     if fdef.pitch:
         parts.append(_pitch_stats(f, use, fdef))
-    if fdef.level_dynamics:
-        level = f[use, level_column(fdef=fdef)]
-        p10, p90 = percentiles(level, (10.0, 90.0))
-        parts.append(np.array([level.std(), p90 - p10]))
-    if fdef.spec.get("relative_spectrum", False):
-        mean[:n_mels] -= mean[:n_mels].mean()
-        mean[n_mels] = 0.0
     return np.concatenate(parts)
 
 

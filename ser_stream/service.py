@@ -196,6 +196,13 @@ class RunStats:
     seconds: float = 0.0
 
 
+def make_adapter(config: Config, model: Model) -> RunningStats | None:
+    """The stream's adaptation statistics, from the population's, when the config and the model allow."""
+    if not config.adaptation.enabled or model.adaptive is None:
+        return None
+    return RunningStats(prior=model.adaptive.prior, max_windows=config.adaptation.max_windows)
+
+
 def make_analyzer(config: Config, model: Model, *, keep_vectors: bool = False,
                   adapter: RunningStats | None = None) -> Analyzer:
     return Analyzer(
@@ -251,9 +258,8 @@ def run_stream(
     notifier = Notifier()
     ring = RingBuffer(int(source.sample_rate_hz * config.audio.buffer_seconds))
     resampler = Resampler(source.sample_rate_hz, model.sample_rate_hz)
-    adapter = store = None
-    if config.adaptation.enabled and model.adaptive is not None:
-        adapter = RunningStats(prior=model.adaptive.prior, max_windows=config.adaptation.max_windows)
+    adapter, store = make_adapter(config, model), None
+    if adapter is not None:
         store = AdaptationStore(adaptation_dir, key=model_key(model))
         store.load(adapter)
     elif config.adaptation.enabled:
