@@ -49,28 +49,42 @@ def mlp_forward(x: np.ndarray, *, coefs: list[np.ndarray], intercepts: list[np.n
 
 
 @dataclass(frozen=True)
-class AdaptiveHead:
-    """The classifier for per-stream adapted vectors (see :mod:`ser_stream.adaptation`):
-    the population prior of the statistics, a scaler and an MLP trained on speaker-normalised vectors."""
+class Classifier:
+    """A standardiser and an MLP, as fitted by scikit-learn, applied with numpy."""
 
-    prior: Prior
     scaler_mean: np.ndarray
     scaler_scale: np.ndarray
     coefs: tuple[np.ndarray, ...]
     intercepts: tuple[np.ndarray, ...]
     activation: str
 
-    def predict_proba(self, normalised: np.ndarray) -> np.ndarray:
-        """(n, vector_size) vectors already normalised by the stream's statistics -> (n, n_labels)."""
-        x = (np.atleast_2d(normalised) - self.scaler_mean) / self.scaler_scale
+    def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, vector_size) vectors -> (n, n_labels) probabilities."""
+        x = (np.atleast_2d(vectors) - self.scaler_mean) / self.scaler_scale
         return mlp_forward(x, coefs=list(self.coefs), intercepts=list(self.intercepts), activation=self.activation)
 
     def to_bundle(self) -> dict[str, Any]:
         return {
-            "prior": {"mean": self.prior.mean, "var": self.prior.var, "windows": self.prior.windows},
             "scaler": {"mean": self.scaler_mean, "scale": self.scaler_scale},
             "mlp": {"coefs": list(self.coefs), "intercepts": list(self.intercepts), "activation": self.activation},
         }
+
+
+@dataclass(frozen=True)
+class AdaptiveHead:
+    """The classifier for per-stream adapted vectors (see :mod:`ser_stream.adaptation`): the
+    population prior of the statistics and a classifier trained on speaker-normalised vectors."""
+
+    prior: Prior
+    classifier: Classifier
+
+    def predict_proba(self, normalised: np.ndarray) -> np.ndarray:
+        """(n, vector_size) vectors already normalised by the stream's statistics -> (n, n_labels)."""
+        return self.classifier.predict_proba(normalised)
+
+    def to_bundle(self) -> dict[str, Any]:
+        prior = {"mean": self.prior.mean, "var": self.prior.var, "windows": self.prior.windows}
+        return {"prior": prior, **self.classifier.to_bundle()}
 
 
 @dataclass(frozen=True)
@@ -79,11 +93,7 @@ class Model:
 
     labels: tuple[str, ...]
     features: FeatureDefinition
-    scaler_mean: np.ndarray
-    scaler_scale: np.ndarray
-    coefs: tuple[np.ndarray, ...]
-    intercepts: tuple[np.ndarray, ...]
-    activation: str
+    classifier: Classifier  # speaker-independent
     meta: dict[str, Any]
     path: Path | None = None
     adaptive: AdaptiveHead | None = None  # present in bundles trained for per-stream adaptation
@@ -93,9 +103,8 @@ class Model:
         return self.features.sample_rate_hz
 
     def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, vector_size) window vectors -> (n, n_labels) probabilities."""
-        x = (np.atleast_2d(vectors) - self.scaler_mean) / self.scaler_scale
-        return mlp_forward(x, coefs=list(self.coefs), intercepts=list(self.intercepts), activation=self.activation)
+        """(n, vector_size) window vectors -> (n, n_labels) probabilities, speaker-independent."""
+        return self.classifier.predict_proba(vectors)
 
     def to_bundle(self) -> dict[str, Any]:
         return {
@@ -104,8 +113,7 @@ class Model:
             "labels": list(self.labels),
             "sample_rate_hz": self.sample_rate_hz,
             "features": self.features.to_dict(),
-            "scaler": {"mean": self.scaler_mean, "scale": self.scaler_scale},
-            "mlp": {"coefs": list(self.coefs), "intercepts": list(self.intercepts), "activation": self.activation},
+            **self.classifier.to_bundle(),
             **({"adaptive": self.adaptive.to_bundle()} if self.adaptive is not None else {}),
             **self.meta,
         }
@@ -119,7 +127,7 @@ class Model:
         tmp.replace(path)
 
 
-def _head(part: Any, *, where: str, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, tuple, tuple, str]:
+def _classifier(part: Any, *, where: str, n_in: int, n_out: int) -> Classifier:
     """Validate a scaler + MLP pair (``part`` holds "scaler" and "mlp"); ``where`` prefixes the messages."""
     for key in ("scaler", "mlp"):
         if key not in part:
@@ -149,7 +157,7 @@ def _head(part: Any, *, where: str, n_in: int, n_out: int) -> tuple[np.ndarray, 
             raise ValueError(f"{where}{name} holds non-finite values")
     if np.any(scale <= 0):
         raise ValueError(f"{where}scaler.scale holds non-positive values")
-    return mean, scale, coefs, intercepts, activation
+    return Classifier(mean, scale, coefs, intercepts, activation)
 
 
 def _adaptive_head(part: Any, *, n_in: int, n_out: int) -> AdaptiveHead:
@@ -163,7 +171,7 @@ def _adaptive_head(part: Any, *, n_in: int, n_out: int) -> AdaptiveHead:
         raise ValueError(f"adaptive.prior has shapes {p_mean.shape}/{p_var.shape} or invalid values; expected ({n_in},)")
     if not windows > 0:
         raise ValueError(f"adaptive.prior.windows is {windows}, expected > 0")
-    return AdaptiveHead(Prior(p_mean, p_var, windows), *_head(part, where="adaptive.", n_in=n_in, n_out=n_out))
+    return AdaptiveHead(Prior(p_mean, p_var, windows), _classifier(part, where="adaptive.", n_in=n_in, n_out=n_out))
 
 
 def from_bundle(bundle: Any, *, path: Path | None = None) -> Model:
@@ -178,11 +186,11 @@ def from_bundle(bundle: Any, *, path: Path | None = None) -> Model:
     labels = tuple(str(x) for x in bundle["labels"])
     fdef = FeatureDefinition.from_dict(bundle["features"])
     n_in, n_out = fdef.vector_size, len(labels)
-    head = _head(bundle, where="", n_in=n_in, n_out=n_out)
+    classifier = _classifier(bundle, where="", n_in=n_in, n_out=n_out)
     adaptive = None if bundle.get("adaptive") is None else _adaptive_head(bundle["adaptive"], n_in=n_in, n_out=n_out)
     skip = {"format", "format_version", "labels", "sample_rate_hz", "features", "scaler", "mlp", "adaptive"}
     meta = {k: v for k, v in bundle.items() if k not in skip}
-    return Model(labels, fdef, *head, meta, path, adaptive)
+    return Model(labels, fdef, classifier, meta, path, adaptive)
 
 
 def load_model(path: Path | None) -> Model:

@@ -25,7 +25,7 @@ from .model import LABELS
 from .pipeline import Analyzer
 
 if TYPE_CHECKING:
-    from .model import AdaptiveHead, Model
+    from .model import AdaptiveHead, Classifier, Model
 
 log = logging.getLogger(__name__)
 
@@ -241,34 +241,31 @@ def stack_windows(clips: list[Clip], vectors: list[np.ndarray]) -> tuple[np.ndar
     return X, y
 
 
-def to_model(scaler: Any, clf: Any, *, fdef: FeatureDefinition, meta: dict[str, Any],
-             adaptive: "AdaptiveHead | None" = None) -> "Model":
-    from .model import Model
+def classifier_of(scaler: Any, clf: Any) -> "Classifier":
+    """A fitted StandardScaler and MLPClassifier as plain arrays."""
+    from .model import Classifier
 
-    return Model(
-        labels=tuple(LABELS[int(c)] for c in clf.classes_),
-        features=fdef,
+    return Classifier(
         scaler_mean=np.asarray(scaler.mean_, dtype=np.float64),
         scaler_scale=np.asarray(scaler.scale_, dtype=np.float64),
         coefs=tuple(np.asarray(w) for w in clf.coefs_),
         intercepts=tuple(np.asarray(b) for b in clf.intercepts_),
         activation=clf.activation,
-        meta=meta,
-        adaptive=adaptive,
     )
+
+
+def to_model(scaler: Any, clf: Any, *, fdef: FeatureDefinition, meta: dict[str, Any],
+             adaptive: "AdaptiveHead | None" = None) -> "Model":
+    from .model import Model
+
+    labels = tuple(LABELS[int(c)] for c in clf.classes_)
+    return Model(labels=labels, features=fdef, classifier=classifier_of(scaler, clf), meta=meta, adaptive=adaptive)
 
 
 def to_adaptive_head(prior: Prior, scaler: Any, clf: Any) -> "AdaptiveHead":
     from .model import AdaptiveHead
 
-    return AdaptiveHead(
-        prior=prior,
-        scaler_mean=np.asarray(scaler.mean_, dtype=np.float64),
-        scaler_scale=np.asarray(scaler.scale_, dtype=np.float64),
-        coefs=tuple(np.asarray(w) for w in clf.coefs_),
-        intercepts=tuple(np.asarray(b) for b in clf.intercepts_),
-        activation=clf.activation,
-    )
+    return AdaptiveHead(prior=prior, classifier=classifier_of(scaler, clf))
 
 
 def _versions() -> dict[str, str]:
