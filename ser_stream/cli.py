@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", type=Path, required=True, metavar="DIR")
     ev.add_argument("--model", type=Path,
                     help="score this trained bundle on every clip of DIR instead of cross-validating the recipe "
-                         "(protocol 'fixed-model'; e.g. the shipped model on another corpus with RAVDESS-style names)")
+                         "(protocol 'fixed-model'; e.g. the shipped model on another corpus with RAVDESS-style names; "
+                         "with --protocol speaker-adaptive its adaptive head, per-speaker statistics from other clips)")
     ev.add_argument("--protocol", choices=["speaker-independent", "speaker-adaptive", "seed4"],
                     default="speaker-independent")
     ev.add_argument("--report", type=Path, metavar="DIR", help="also write the JSON and a confusion-matrix PNG here")
@@ -210,8 +211,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.model is not None:
         from .model import load_model
 
+        if args.protocol == "seed4":
+            raise UsageError("--model scores every clip of DIR; --protocol seed4 is a training split")
         summary = evaluate_model(load_model(args.model), data_dir=args.data, jobs=args.jobs, report=args.report,
-                                 degrade=args.degrade, seed=args.seed)
+                                 degrade=args.degrade, seed=args.seed, adaptive=args.protocol == "speaker-adaptive")
         sys.stdout.write(json.dumps(summary) + "\n")
         return EX_OK
     summary = evaluate_command(data_dir=args.data, protocol=args.protocol, seed=args.seed, jobs=args.jobs,

@@ -501,13 +501,38 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
 
 
 def evaluate_model(model: "Model", *, data_dir: Path, jobs: int, report: Path | None, degrade: str | None = None,
-                   seed: int = 0) -> dict[str, Any]:
-    """Score a trained bundle as it is on every clip of ``data_dir`` (no training): protocol ``fixed-model``."""
+                   seed: int = 0, adaptive: bool = False) -> dict[str, Any]:
+    """Score a trained bundle as it is on every clip of ``data_dir`` (no training): protocol ``fixed-model``.
+
+    With ``adaptive``, its adaptive head scores each clip z-scored with the statistics of the same
+    speaker's other clips, as the daemon would (``fixed-model-adaptive``; ``uar`` from their neutral
+    and calm clips, ``uar_balanced_stats`` from all of them).
+    """
     clips = scan_ravdess(data_dir)
     clips, vecs = extract_dataset(clips, fdef=model.features, jobs=jobs, views={"test": View(3.0, 1.0, degrade)}, seed=seed)
-    probs = _clip_predictions(model, vecs["test"])
-    y_pred = np.array([LABELS.index(model.labels[int(k)]) for k in np.argmax(probs, axis=1)])
-    summary = summarize_predictions(np.array([c.label for c in clips]), y_pred, labels=LABELS, protocol="fixed-model")
+    y_true = np.array([c.label for c in clips])
+    if not adaptive:
+        probs = _clip_predictions(model, vecs["test"])
+        y_pred = np.array([LABELS.index(model.labels[int(k)]) for k in np.argmax(probs, axis=1)])
+        summary = summarize_predictions(y_true, y_pred, labels=LABELS, protocol="fixed-model")
+    else:
+        if model.adaptive is None:
+            from .errors import ModelError
+
+            raise ModelError(f"{model.path}: the bundle has no adaptive head to evaluate")
+        out = {}
+        for realistic in (True, False):
+            pred = []
+            for i, clip in enumerate(clips):
+                others = [j for j, c in enumerate(clips) if c.actor == clip.actor and j != i]
+                windows = _stats_windows(others, clips, vecs["test"], realistic=realistic)
+                m, sd = batch_mean_std(np.zeros((0, vecs["test"][i].shape[1])) if windows is None else windows,
+                                       prior=model.adaptive.prior)
+                p = model.adaptive.predict_proba((vecs["test"][i] - m) / sd).mean(axis=0)
+                pred.append(LABELS.index(model.labels[int(np.argmax(p))]))
+            out[realistic] = summarize_predictions(y_true, np.array(pred), labels=LABELS, protocol="fixed-model-adaptive")
+        summary = {**out[True], "stats_from": "the speaker's other neutral and calm clips",
+                   "accuracy_balanced_stats": out[False]["accuracy"], "uar_balanced_stats": out[False]["uar"]}
     summary = {**summary, "model": str(model.path)}
     if degrade:
         summary["degrade"] = degrade

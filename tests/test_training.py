@@ -106,3 +106,15 @@ def test_evaluate_a_fixed_model_without_training(trained, small_corpus: Path):
     last = json.loads(r.stdout.decode().splitlines()[-1])
     assert last["protocol"] == "fixed-model" and last["n"] == 121 and last["model"].endswith("m0.joblib")
     assert last["accuracy"] > 0.5  # these clips were its training data
+
+
+def test_evaluate_a_fixed_models_adaptive_head(trained, small_corpus: Path):
+    out, _ = trained
+    r = cli("evaluate", "--data", str(small_corpus), "--model", str(out / "m0.joblib"), "--protocol", "speaker-adaptive",
+            timeout=600)
+    assert r.returncode == 0, r.stderr.decode()
+    last = json.loads(r.stdout.decode().splitlines()[-1])
+    assert last["protocol"] == "fixed-model-adaptive" and last["n"] == 121
+    assert 0 <= last["uar"] <= 1 and 0 <= last["uar_balanced_stats"] <= 1 and "neutral and calm" in last["stats_from"]
+    r = cli("evaluate", "--data", str(small_corpus), "--model", str(out / "m0.joblib"), "--protocol", "seed4")
+    assert r.returncode == 2 and "seed4 is a training split" in r.stderr.decode()
