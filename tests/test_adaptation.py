@@ -1,5 +1,6 @@
 """Per-stream adaptation: the shrunk statistics, their persistence, reset, and the daemon using them."""
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -160,3 +161,13 @@ def test_reset_adaptation_command(tmp_path: Path):
     assert not (tmp_path / ADAPTATION_FILE).exists()
     r = cli("reset-adaptation", env=env)
     assert r.returncode == 0 and "nothing to reset" in r.stderr.decode()
+
+
+def test_file_input_adapts_in_memory_only(long_wav: Path, tmp_path: Path):
+    env = {"SER_STREAM_STATE__DIRECTORY": str(tmp_path)}
+    runs = [cli("run", "--input", str(long_wav), "--fast", "--format", "json", env=env) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs)
+    assert runs[0].stdout.splitlines()[-1] != b""
+    probs = [[json.loads(line)["probs"] for line in r.stdout.splitlines()] for r in runs]
+    assert probs[0] == probs[1]  # each run starts from the population: a test file is not the household
+    assert not (tmp_path / ADAPTATION_FILE).exists()

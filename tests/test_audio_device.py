@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .conftest import ROOT
 from .test_cli import check_window_line
 
@@ -15,6 +17,7 @@ def test_run_captures_speech_then_silence_from_a_pulse_device(pulse, wav48: Path
     err_path = tmp_path / "stderr.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SER_STREAM_")}
     env.update(pulse.env)
+    env["SER_STREAM_STATE__DIRECTORY"] = str(tmp_path / "state")
     with open(err_path, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ser_stream", "run", "--device", "pulse", "--max-seconds", "12", "--format", "json"],
@@ -43,3 +46,6 @@ def test_run_captures_speech_then_silence_from_a_pulse_device(pulse, wav48: Path
     assert not any(speech[last + 1 :]) and len(speech) - last - 1 >= 3  # silence after the clip
     assert all(w["label"] is None for w in windows[last + 1 :])
     assert windows[-1]["level_dbfs"] <= -90.0
+    # the microphone's adaptation statistics were kept: one window each for the speech windows heard
+    with np.load(tmp_path / "state" / "adaptation.npz") as kept:
+        assert float(kept["n"]) == sum(speech)
