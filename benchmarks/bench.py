@@ -1,6 +1,6 @@
 """ser-stream against the seed recipe, side by side in one run, on the same audio.
 
-    .venv/bin/python benchmarks/bench.py [--data ../shared/data/ravdess] [--minutes 30] [--hops 300]
+    .venv/bin/python benchmarks/bench.py [--data ../shared/data/ravdess] [--minutes 30] [--hops 300] [--repeat 3]
 
 Measures (see README "Performance"):
 - per-hop CPU time (median, p95) at 16 kHz and 48 kHz input, in this process;
@@ -9,7 +9,9 @@ Measures (see README "Performance"):
 - time from process start to the first window result (real-time file input);
 - classifying every corpus file (ser-stream classify) against the seed recipe's
   feature extraction of the same files, both with 2 jobs.
-Prints a table, then one JSON line (the last line) with the figures, ratios and targets.
+The whole-process measures (stream and classify) run --repeat times each, the two
+sides interleaved, after the corpus was read once into the page cache; the table
+gives the medians and the JSON every run. Prints a table, then one JSON line (the last line) with the figures, ratios and targets.
 Per-hop times are measured each in a fresh process: ser-stream with one BLAS
 thread (what `run` sets for itself), the seed recipe as a user would run it
 (the environment's BLAS threads) and, for transparency, also with one thread.
@@ -65,6 +67,20 @@ def run_timed(cmd: list[str], env=None) -> tuple[float, float]:
     if r["rc"] != 0:
         raise RuntimeError(f"{cmd[:4]} failed with {r['rc']}")
     return r["wall_s"], r["maxrss_mb"]
+
+
+def run_interleaved(cmds: dict[str, tuple[list[str], dict | None]], repeat: int) -> dict[str, dict]:
+    """Each command ``repeat`` times, interleaved (a, b, a, b, ...) so that drifts of the machine hit
+    both sides alike: median and every wall time (s), and the largest peak RSS (MB)."""
+    walls: dict[str, list[float]] = {name: [] for name in cmds}
+    rss: dict[str, float] = {name: 0.0 for name in cmds}
+    for _ in range(repeat):
+        for name, (cmd, env) in cmds.items():
+            w, r = run_timed(cmd, env=env)
+            walls[name].append(w)
+            rss[name] = max(rss[name], r)
+    return {name: {"median_s": float(np.median(w)), "runs_s": [round(x, 2) for x in w], "maxrss_mb": rss[name]}
+            for name, w in walls.items()}
 
 
 def first_result_seconds(cmd: list[str], env=None) -> float:
@@ -162,6 +178,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--hops", type=int, default=300)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3, help="runs of each whole-process measure (median reported)")
     p.add_argument("--worker", choices=["ours", "seed"], help=argparse.SUPPRESS)
     p.add_argument("--audio", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--model", type=Path, help=argparse.SUPPRESS)
@@ -178,13 +195,19 @@ def main() -> None:
     res: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()}}
 
     # 1. classify every file vs the seed recipe's feature extraction (both with --jobs)
-    log(f"classify {len(files)} files, {args.jobs} jobs")
+    log(f"classify {len(files)} files, {args.jobs} jobs, {args.repeat} times each")
+    for f in files:  # the page cache holds the corpus before either side is timed
+        f.read_bytes()
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("SER_STREAM_")}
-    ours_cls, _ = run_timed([py, "-m", "ser_stream", "classify", "--jobs", str(args.jobs), *map(str, files)])
     feats_path = tmp / "seed_feats.npy"
-    seed_cls, _ = run_timed([py, str(HERE / "seed_recipe.py"), "features", str(feats_path), "--jobs", str(args.jobs), *map(str, files)])
+    cls = run_interleaved({
+        "ours": ([py, "-m", "ser_stream", "classify", "--jobs", str(args.jobs), *map(str, files)], None),
+        "seed": ([py, str(HERE / "seed_recipe.py"), "features", str(feats_path), "--jobs", str(args.jobs), *map(str, files)], None),
+    }, args.repeat)
+    ours_cls, seed_cls = cls["ours"]["median_s"], cls["seed"]["median_s"]
     res["classify_corpus"] = {"files": len(files), "jobs": args.jobs, "ser_stream_s": round(ours_cls, 2),
-                              "seed_features_s": round(seed_cls, 2), "ratio": round(seed_cls / ours_cls, 2)}
+                              "seed_features_s": round(seed_cls, 2), "ratio": round(seed_cls / ours_cls, 2),
+                              "ser_stream_runs_s": cls["ours"]["runs_s"], "seed_runs_s": cls["seed"]["runs_s"]}
 
     # the seed MLP, trained on those features (setup, not timed)
     import joblib
@@ -214,22 +237,27 @@ def main() -> None:
     # 3. whole stream, --fast, whole process: stdout only, then with the MQTT sink too; peak RSS
     audio = tmp / "stream.wav"
     sf.write(audio, y16[: int(args.minutes * 60 * 16000)], 16000, subtype="PCM_16")
-    log(f"stream {args.minutes:.0f} min --fast")
-    ours_wall, ours_rss = run_timed([py, "-m", "ser_stream", "run", "--input", str(audio), "--fast", "--format", "json"],
-                                    env=run_env)
+    log(f"stream {args.minutes:.0f} min --fast, {args.repeat} times each")
+    run_cmd = [py, "-m", "ser_stream", "run", "--input", str(audio), "--fast", "--format", "json"]
+    cmds = {"ours": (run_cmd, run_env)}
     broker = start_broker(tmp)
     mqtt_env = None
     if broker is not None:
         mqtt_env = {**run_env, "SER_STREAM_MQTT__ENABLED": "true", "SER_STREAM_MQTT__HOST": "127.0.0.1",
                     "SER_STREAM_MQTT__PORT": str(broker[1]), "SER_STREAM_STATE__DIRECTORY": str(tmp / "state")}
-        mqtt_wall, mqtt_rss = run_timed([py, "-m", "ser_stream", "run", "--input", str(audio), "--fast",
-                                         "--format", "json"], env=mqtt_env)
-    seed_wall, seed_rss = run_timed([py, str(HERE / "seed_recipe.py"), "stream", str(audio), str(seed_model), "--fast"])
+        cmds["ours_mqtt"] = (run_cmd, mqtt_env)
+    cmds["seed"] = ([py, str(HERE / "seed_recipe.py"), "stream", str(audio), str(seed_model), "--fast"], None)
+    fast = run_interleaved(cmds, args.repeat)
+    ours_wall, ours_rss = fast["ours"]["median_s"], fast["ours"]["maxrss_mb"]
+    seed_wall, seed_rss = fast["seed"]["median_s"], fast["seed"]["maxrss_mb"]
+    if broker is not None:
+        mqtt_wall, mqtt_rss = fast["ours_mqtt"]["median_s"], fast["ours_mqtt"]["maxrss_mb"]
     secs = args.minutes * 60
     res["fast_stream"] = {"audio_minutes": args.minutes,
                           "ser_stream_s": round(ours_wall, 2), "ser_stream_x_realtime": round(secs / ours_wall, 1),
                           "seed_s": round(seed_wall, 2), "seed_x_realtime": round(secs / seed_wall, 1),
-                          "ratio": round(seed_wall / ours_wall, 1)}
+                          "ratio": round(seed_wall / ours_wall, 1),
+                          "ser_stream_runs_s": fast["ours"]["runs_s"], "seed_runs_s": fast["seed"]["runs_s"]}
     res["peak_rss_mb"] = {"ser_stream_run": round(ours_rss, 1), "seed_stream": round(seed_rss, 1)}
     res["mqtt_sink_on"] = broker is not None
     if broker is not None:
