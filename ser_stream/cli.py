@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .capture.file import FileSource
     from .capture.microphone import MicrophoneSource
     from .model import load_model
-    from .service import Controls, default_state_dir, run_stream
+    from .service import Controls, adapts, default_state_dir, run_stream
     from .sinks import SafeSinks
     from .sinks.stdout import StdoutSink
 
@@ -158,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # a persisted mute must never silence a daemon that has no way to unmute it.
     state_dir = config.state.directory or default_state_dir()
     controls = Controls(state_dir=state_dir if config.mqtt.enabled else None)
-    adapting = config.adaptation.enabled and model.adaptive is not None
+    adapting = adapts(config, model)
     # a test file must not become the household's statistics: they are kept for the microphone only
     adaptation_dir = state_dir if adapting and config.adaptation.persist and not args.input else None
     if config.mqtt.enabled:

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .adaptation import RunningStats
+from .adaptation import Prior, RunningStats
 from .capture.resample import Resampler
 from .config import Config
 from .model import Model
@@ -108,7 +108,6 @@ class Controls:
             except OSError as exc:
                 log.warning("cannot persist the mute switch in %s: %s", self._file, exc)
 
-
     def request_adaptation_reset(self) -> None:
         """Ask the pipeline to forget the stream's adaptation statistics (from any thread)."""
         log.info("adaptation reset requested")
@@ -126,13 +125,10 @@ ADAPTATION_FILE = "adaptation.npz"
 SAVE_EVERY_WINDOWS = 60  # speech windows between saves of the adaptation statistics
 
 
-def model_key(model: Model) -> str:
-    """Identifies the adaptive head the statistics belong to (its prior)."""
+def prior_key(prior: Prior) -> str:
+    """Identifies the adaptive head the saved statistics belong to, by its population prior."""
     import hashlib
 
-    prior = model.adaptive.prior if model.adaptive is not None else None
-    if prior is None:
-        return ""
     return hashlib.sha256(prior.mean.tobytes() + prior.var.tobytes()).hexdigest()[:16]
 
 
@@ -196,9 +192,14 @@ class RunStats:
     seconds: float = 0.0
 
 
+def adapts(config: Config, model: Model) -> bool:
+    """Whether streams adapt: adaptation is on and the model has an adaptive head."""
+    return config.adaptation.enabled and model.adaptive is not None
+
+
 def make_adapter(config: Config, model: Model) -> RunningStats | None:
-    """The stream's adaptation statistics, from the population's, when the config and the model allow."""
-    if not config.adaptation.enabled or model.adaptive is None:
+    """The stream's adaptation statistics, from the population's, when :func:`adapts`."""
+    if not adapts(config, model):
         return None
     return RunningStats(prior=model.adaptive.prior, max_windows=config.adaptation.max_windows)
 
@@ -260,7 +261,7 @@ def run_stream(
     resampler = Resampler(source.sample_rate_hz, model.sample_rate_hz)
     adapter, store = make_adapter(config, model), None
     if adapter is not None:
-        store = AdaptationStore(adaptation_dir, key=model_key(model))
+        store = AdaptationStore(adaptation_dir, key=prior_key(adapter.prior))
         store.load(adapter)
     elif config.adaptation.enabled:
         log.info("the model has no adaptive head: adaptation is off")

@@ -428,20 +428,34 @@ def fit_adaptive(clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: li
     return to_adaptive_head(prior, scaler, clf)
 
 
+def _adaptive_clip_probs(head: "AdaptiveHead", i: int, pool: Any, clips: list[Clip], vectors: list[np.ndarray], *,
+                         realistic: bool) -> np.ndarray:
+    """Clip ``i``'s probabilities (mean over its windows) by the adaptive head, its windows z-scored with
+    the statistics of the same speaker's *other* clips in ``pool`` (realistic: their neutral and calm
+    clips), as the daemon would."""
+    others = [int(j) for j in pool if clips[j].actor == clips[i].actor and j != i]
+    windows = _stats_windows(others, clips, vectors, realistic=realistic)
+    if windows is None:  # a speaker with no other clip: the population prior
+        windows = np.zeros((0, vectors[i].shape[1]))
+    m, sd = batch_mean_std(windows, prior=head.prior)
+    return head.predict_proba((vectors[i] - m) / sd).mean(axis=0)
+
+
+def _adaptive_summary(out: dict[bool, dict[str, Any]], *, prior_windows: float) -> dict[str, Any]:
+    """The realistic summary, with the emotion-balanced accuracy and UAR beside it."""
+    return {**out[True], "stats_from": "the speaker's other neutral and calm clips", "prior_windows": prior_windows,
+            "accuracy_balanced_stats": out[False]["accuracy"], "uar_balanced_stats": out[False]["uar"]}
+
+
 def _fold_adaptive(train_idx: np.ndarray, test_idx: np.ndarray, clips: list[Clip], stats_vecs: list[np.ndarray],
                    train_vecs: list[np.ndarray], test_vecs: list[np.ndarray], seed: int,
                    realistic: bool) -> tuple[np.ndarray, np.ndarray]:
     """Train the adaptive head on ``train_idx``; score each test clip with the statistics of its
     speaker's *other* clips (realistic: only their neutral and calm clips), as the daemon would."""
     head = fit_adaptive(clips, stats_vecs, train_vecs, list(train_idx), realistic=realistic, seed=seed)
-    preds = []
-    for i in test_idx:
-        others = [int(j) for j in test_idx if clips[j].actor == clips[i].actor and j != i]
-        windows = _stats_windows(others, clips, test_vecs, realistic=realistic)
-        if windows is None:  # a speaker with no other clip: the population prior
-            windows = np.zeros((0, test_vecs[i].shape[1]))
-        m, sd = batch_mean_std(windows, prior=head.prior)
-        preds.append(int(np.argmax(head.predict_proba((test_vecs[i] - m) / sd).mean(axis=0))))  # all 8 labels train
+    # every fold trains on all 8 labels, so the argmax is the label index
+    preds = [int(np.argmax(_adaptive_clip_probs(head, i, test_idx, clips, test_vecs, realistic=realistic)))
+             for i in test_idx]
     return test_idx, np.array(preds)
 
 
@@ -463,12 +477,7 @@ def speaker_adaptive(*, clips: list[Clip], stats_vecs: list[np.ndarray], train_v
         y_true = np.concatenate([y[te] for te, _ in res])
         y_pred = np.concatenate([p for _, p in res])
         out[realistic] = summarize_predictions(y_true, y_pred, labels=LABELS, protocol="speaker-adaptive")
-    summary = dict(out[True])
-    summary["stats_from"] = "the speaker's other neutral and calm clips"
-    summary["prior_windows"] = PRIOR_WINDOWS
-    summary["accuracy_balanced_stats"] = out[False]["accuracy"]
-    summary["uar_balanced_stats"] = out[False]["uar"]
-    return summary
+    return _adaptive_summary(out, prior_windows=PRIOR_WINDOWS)
 
 
 def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, report: Path | None,
@@ -521,18 +530,13 @@ def evaluate_model(model: "Model", *, data_dir: Path, jobs: int, report: Path | 
 
             raise ModelError(f"{model.path}: the bundle has no adaptive head to evaluate")
         out = {}
+        everyone = range(len(clips))
         for realistic in (True, False):
-            pred = []
-            for i, clip in enumerate(clips):
-                others = [j for j, c in enumerate(clips) if c.actor == clip.actor and j != i]
-                windows = _stats_windows(others, clips, vecs["test"], realistic=realistic)
-                m, sd = batch_mean_std(np.zeros((0, vecs["test"][i].shape[1])) if windows is None else windows,
-                                       prior=model.adaptive.prior)
-                p = model.adaptive.predict_proba((vecs["test"][i] - m) / sd).mean(axis=0)
-                pred.append(LABELS.index(model.labels[int(np.argmax(p))]))
+            pred = [LABELS.index(model.labels[int(np.argmax(
+                        _adaptive_clip_probs(model.adaptive, i, everyone, clips, vecs["test"], realistic=realistic)))])
+                    for i in everyone]
             out[realistic] = summarize_predictions(y_true, np.array(pred), labels=LABELS, protocol="fixed-model-adaptive")
-        summary = {**out[True], "stats_from": "the speaker's other neutral and calm clips",
-                   "accuracy_balanced_stats": out[False]["accuracy"], "uar_balanced_stats": out[False]["uar"]}
+        summary = _adaptive_summary(out, prior_windows=model.adaptive.prior.windows)
     summary = {**summary, "model": str(model.path)}
     if degrade:
         summary["degrade"] = degrade
