@@ -52,7 +52,9 @@ def column_groups(fdef) -> dict[str, np.ndarray]:
     if fdef.spec.get("level_in_vector", True):
         groups["level (dBFS)"] = stat([c + 4])
     if fdef.pitch:
-        groups["pitch and voicing"] = stat([c + 5]) + list(range(2 * ns + n_mfcc, fdef.vector_size))
+        groups["pitch and voicing"] = stat([c + 5]) + list(range(2 * ns + n_mfcc, fdef.vector_size - fdef.n_dynamics))
+    if fdef.dynamics:
+        groups["dynamics (frame-to-frame change, trend)"] = list(range(fdef.vector_size - fdef.n_dynamics, fdef.vector_size))
     return {k: np.asarray(v) for k, v in groups.items()}
 
 
@@ -86,7 +88,7 @@ def main() -> None:
     rows = [("shipped recipe (all features, 2 augmented copies)", run(full_views, None, ("test", "noise10", "reverb")))]
     rows.append(("without augmentation", run(["clean"], None, ("test", "noise10", "reverb"))))
     for name, cols in groups.items():
-        rows.append((f"without {name}", run(full_views, cols, ("test",))))
+        rows.append((f"without {name}", run(full_views, cols, ("test", "noise10") if name.startswith("dynamics") else ("test",))))
     if not fdef.spec.get("level_in_vector", True):
         with_level = build_feature_matrices({**fdef.spec, "level_in_vector": True})
         _, lv = extract_dataset(clips, fdef=with_level, jobs=args.jobs,

@@ -26,7 +26,7 @@ import scipy.fft as sp_fft
 
 from .vad import percentiles
 
-FEATURE_NAME = "ser-stats-v1"
+FEATURE_NAME = "ser-stats-v2"
 
 DEFAULT_SPEC: dict[str, Any] = {
     "name": FEATURE_NAME,
@@ -49,6 +49,10 @@ DEFAULT_SPEC: dict[str, Any] = {
     # Frames quieter than this are unvoiced without a pitch search: 10 dB below the speech
     # gate's default threshold, so every frame the gate can count as speech has its pitch.
     "pitch_min_level_dbfs": -60.0,
+    # How the window's frames move: frame-to-frame change of log-mel and chroma, the MFCC's second
+    # difference, and the linear trend of MFCC, spectral shape and level across the window
+    # (absent in older bundles: their vectors end after the pitch statistics).
+    "dynamics": True,
 }
 
 # Column layout of the per-frame feature matrix (after the variable-size blocks).
@@ -134,8 +138,27 @@ class FeatureDefinition:
         return len(self.stat_columns)
 
     @cached_property
+    def dynamics(self) -> bool:
+        return bool(self.spec.get("dynamics", False))
+
+    @cached_property
+    def slope_columns(self) -> np.ndarray:
+        """Frame columns whose trend across the window is in the vector (with dynamics): MFCC,
+        centroid, rolloff, flatness, zero-crossing rate and level (a trend in dB is gain-free)."""
+        n_mels, n_mfcc, n_chroma = self.mel.shape[0], self.dct.shape[0], self.chroma.shape[0]
+        c = n_mels + n_mfcc + n_chroma
+        return np.r_[n_mels : n_mels + n_mfcc, c : c + len(SCALAR_COLUMNS)]
+
+    @cached_property
+    def n_dynamics(self) -> int:
+        if not self.dynamics:
+            return 0
+        return self.mel.shape[0] + self.chroma.shape[0] + self.dct.shape[0] + len(self.slope_columns)
+
+    @cached_property
     def vector_size(self) -> int:
-        return 2 * self.n_stat_columns + self.dct.shape[0] + (len(PITCH_STATS) if self.pitch else 0)
+        return (2 * self.n_stat_columns + self.dct.shape[0] + (len(PITCH_STATS) if self.pitch else 0)
+                + self.n_dynamics)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -361,23 +384,51 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     over all frames. Returns (vector_size,) float64:
     mean (stat_columns) | std (stat_columns) | std of the MFCC frame-to-frame
     difference over consecutive selected frames (n_mfcc) | pitch statistics
-    (PITCH_STATS, when the spec has pitch).
+    (PITCH_STATS, when the spec has pitch) | with ``dynamics``: std of the
+    frame-to-frame difference of log-mel (n_mels) and chroma (n_chroma), std of
+    the MFCC second difference over three consecutive selected frames (n_mfcc),
+    and the trend of ``slope_columns`` (their covariance with standardised time
+    over the selected frames, in the columns' units).
     """
     f = np.asarray(feats, dtype=np.float64)
     use = active if int(np.count_nonzero(active)) >= int(fdef.spec["min_active_frames"]) else np.ones_like(active)
     mean, std = _weighted_mean_std(f, use)
     mean, std = mean[fdef.stat_columns], std[fdef.stat_columns]
     n_mels, n_mfcc = fdef.mel.shape[0], fdef.dct.shape[0]
-    mfcc = f[:, n_mels : n_mels + n_mfcc]
-    diff = mfcc[1:] - mfcc[:-1]
-    pairs = use[1:] & use[:-1]
-    if np.count_nonzero(pairs) < 2:
-        pairs = np.ones_like(pairs)
-    _, dstd = _weighted_mean_std(diff, pairs) if diff.shape[0] else (None, np.zeros(n_mfcc))
-    parts = [mean, std, dstd]
+    n_chroma = fdef.chroma.shape[0]
+    # log-mel | MFCC | chroma: the frame-to-frame difference of all three (only MFCC's without dynamics)
+    lo = 0 if fdef.dynamics else n_mels
+    hi = n_mels + n_mfcc + (n_chroma if fdef.dynamics else 0)
+    dstd = _difference_std(f[:, lo:hi], use, order=1)
+    parts = [mean, std, dstd[n_mels - lo : n_mels - lo + n_mfcc]]
     if fdef.pitch:
         parts.append(_pitch_stats(f, use, fdef))
+    if fdef.dynamics:
+        parts += [dstd[:n_mels], dstd[n_mels + n_mfcc :],
+                  _difference_std(f[:, n_mels : n_mels + n_mfcc], use, order=2), _trend(f, use)[fdef.slope_columns]]
     return np.concatenate(parts)
+
+
+def _difference_std(x: np.ndarray, use: np.ndarray, *, order: int) -> np.ndarray:
+    """Std of the ``order``-th difference of the rows of ``x`` (T, D) over runs of ``order + 1``
+    consecutive selected frames (over all of them when fewer than 2 such runs exist)."""
+    d, runs = np.diff(x, n=order, axis=0), use[order:].copy()
+    for k in range(order):
+        runs &= use[k : use.shape[0] - order + k]
+    if d.shape[0] == 0:
+        return np.zeros(x.shape[1])
+    if np.count_nonzero(runs) < 2:
+        runs = np.ones_like(runs)
+    return _weighted_mean_std(d, runs)[1]
+
+
+def _trend(f: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """Covariance of every column of ``f`` (T, D) with standardised frame time, over the selected frames."""
+    w = use.astype(np.float64) / max(int(np.count_nonzero(use)), 1)
+    t = np.arange(f.shape[0], dtype=np.float64)
+    centred = (t - w @ t) * w
+    spread = np.sqrt(centred @ (t - w @ t))
+    return (centred / spread) @ f if spread > 0 else np.zeros(f.shape[1])
 
 
 def _pitch_stats(f: np.ndarray, use: np.ndarray, fdef: FeatureDefinition) -> np.ndarray:

@@ -214,8 +214,8 @@ def _progress(items: list[Any]) -> Any:
 
 # --------------------------------------------------------------------------- training
 MLP_PARAMS: dict[str, Any] = {
-    "hidden_layer_sizes": (256,),
-    "alpha": 1e-2,
+    "hidden_layer_sizes": (512,),
+    "alpha": 5e-2,
     "batch_size": 128,
     "learning_rate_init": 1e-3,
     "max_iter": 300,

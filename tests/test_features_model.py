@@ -157,3 +157,28 @@ def test_missing_and_corrupt_bundles_are_model_errors(tmp_path: Path):
     joblib.dump({"hello": 1}, tmp_path / "other.joblib")
     with pytest.raises(ModelError, match="not a ser-stream-model bundle"):
         load_model(tmp_path / "other.joblib")
+
+
+def test_dynamics_measure_change_and_trend(fdef):
+    """The dynamics block: a rising tone has a positive level and centroid trend and frame-to-frame
+    change; a steady tone has neither. Without the spec key the vector is the older layout."""
+    sr, t = 16000, np.arange(48000) / 16000
+    steady = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    sweep = (np.linspace(0.01, 0.5, t.size) * np.sin(2 * np.pi * (300 * t + 300 * t**2))).astype(np.float32)
+
+    def dyn(y, spec_fdef):
+        feats = F.frame_features(F.frame_signal(y, n_fft=512, hop=160), fdef=spec_fdef)
+        return F.window_vector(feats, active=np.ones(feats.shape[0], dtype=bool), fdef=spec_fdef)
+
+    n_mels, n_chroma, n_mfcc = fdef.mel.shape[0], fdef.chroma.shape[0], fdef.dct.shape[0]
+    start = fdef.vector_size - fdef.n_dynamics
+    trend = slice(start + n_mels + n_chroma + n_mfcc, fdef.vector_size)
+    names = [*(f"mfcc{k}" for k in range(n_mfcc)), *F.SCALAR_COLUMNS]
+    s, w = dyn(steady, fdef), dyn(sweep, fdef)
+    rise = dict(zip(names, w[trend]))
+    assert rise["level_db"] > 5.0 and rise["centroid_hz"] > 100.0  # dB and Hz per standard deviation of time
+    assert np.all(np.abs(s[trend][-1:]) < 0.01)  # a steady tone's level does not move
+    assert w[start : start + n_mels].mean() > 10 * s[start : start + n_mels].mean()  # log-mel changes frame to frame
+    older = F.build_feature_matrices({**F.DEFAULT_SPEC, "dynamics": False})
+    assert older.n_dynamics == 0 and older.vector_size == start
+    assert np.array_equal(dyn(sweep, older), w[:start])

@@ -58,7 +58,9 @@ def test_streamed_window_equals_offline_features_of_the_same_samples(model, long
         seg = y[end - 48000 : end]
         feats = F.frame_features(F.frame_signal(seg, n_fft=512, hop=160), fdef=fdef)
         offline = F.window_vector(feats, active=np.ones(feats.shape[0], dtype=bool), fdef=fdef)
-        np.testing.assert_allclose(r.vector, offline, rtol=1e-6, atol=1e-6)
+        # Frames are float32 (about 1e-7 relative, on MFCC values up to a few hundred); computed in other
+        # batches they round differently, and the trend sums 300 of them: 1e-5 absolute covers that.
+        np.testing.assert_allclose(r.vector, offline, rtol=1e-6, atol=1e-5)
 
 
 def test_resampled_48k_stream_matches_whole_file(model, wav48: Path):

@@ -47,7 +47,7 @@ def test_train_writes_a_loadable_bundle_and_skips_bad_files(trained, small_corpu
     assert "notes.wav" in log
     m = load_model(out / "m0.joblib")
     assert m.labels == LABELS and m.meta["training"]["augment_copies"] == 1
-    assert m.features.pitch and m.features.vector_size == 227
+    assert m.features.pitch and m.features.dynamics and m.features.vector_size == 348
     assert m.meta["training"]["clips"] == 121 and m.meta["training"]["actors"] == [1, 2, 20]
     r = cli("classify", str(ravdess / "Actor_01" / "03-01-05-02-01-01-01.flac"), "--model", str(out / "m0.joblib"))
     assert r.returncode == 0 and json.loads(r.stdout)["label"] in LABELS
