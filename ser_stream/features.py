@@ -399,24 +399,27 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     # log-mel | MFCC | chroma: the frame-to-frame difference of all three (only MFCC's without dynamics)
     lo = 0 if fdef.dynamics else n_mels
     hi = n_mels + n_mfcc + (n_chroma if fdef.dynamics else 0)
-    dstd = _difference_std(f[:, lo:hi], use, order=1)
+    d1 = np.diff(f[:, lo:hi], axis=0)
+    dstd = _difference_std(d1, use, order=1)
     parts = [mean, std, dstd[n_mels - lo : n_mels - lo + n_mfcc]]
     if fdef.pitch:
         parts.append(_pitch_stats(f, use, fdef))
     if fdef.dynamics:
-        parts += [dstd[:n_mels], dstd[n_mels + n_mfcc :],
-                  _difference_std(f[:, n_mels : n_mels + n_mfcc], use, order=2), _trend(f, use)[fdef.slope_columns]]
+        # the MFCC second difference is the difference of their first difference, already taken
+        d2 = np.diff(d1[:, n_mels : n_mels + n_mfcc], axis=0)
+        parts += [dstd[:n_mels], dstd[n_mels + n_mfcc :], _difference_std(d2, use, order=2),
+                  _trend(f, use)[fdef.slope_columns]]
     return np.concatenate(parts)
 
 
-def _difference_std(x: np.ndarray, use: np.ndarray, *, order: int) -> np.ndarray:
-    """Std of the ``order``-th difference of the rows of ``x`` (T, D) over runs of ``order + 1``
-    consecutive selected frames (over all of them when fewer than 2 such runs exist)."""
-    d, runs = np.diff(x, n=order, axis=0), use[order:].copy()
+def _difference_std(d: np.ndarray, use: np.ndarray, *, order: int) -> np.ndarray:
+    """Std of the rows of ``d`` (T - order, D), an ``order``-th frame difference, over runs of
+    ``order + 1`` consecutive selected frames (over all of them when fewer than 2 such runs exist)."""
+    runs = use[order:].copy()
     for k in range(order):
         runs &= use[k : use.shape[0] - order + k]
     if d.shape[0] == 0:
-        return np.zeros(x.shape[1])
+        return np.zeros(d.shape[1])
     if np.count_nonzero(runs) < 2:
         runs = np.ones_like(runs)
     return _weighted_mean_std(d, runs)[1]
