@@ -429,8 +429,9 @@ def _trend(f: np.ndarray, use: np.ndarray) -> np.ndarray:
     """Covariance of every column of ``f`` (T, D) with standardised frame time, over the selected frames."""
     w = use.astype(np.float64) / max(int(np.count_nonzero(use)), 1)
     t = np.arange(f.shape[0], dtype=np.float64)
-    centred = (t - w @ t) * w
-    spread = np.sqrt(centred @ (t - w @ t))
+    dt = t - w @ t
+    centred = dt * w
+    spread = np.sqrt(centred @ dt)
     return (centred / spread) @ f if spread > 0 else np.zeros(f.shape[1])
 
 
