@@ -9,6 +9,8 @@ Pure functions of (samples, parameters, random generator); 16 kHz mono float32.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 DEGRADATIONS = ("noise10", "reverb")
@@ -75,19 +77,46 @@ def change_speed(y: np.ndarray, *, factor: float, sr: int) -> np.ndarray:
     return soxr.resample(y, sr * factor, sr).astype(np.float32)
 
 
-def random_augment(y: np.ndarray, *, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """One random living-room version of a clip."""
-    if rng.random() < 0.3:
-        y = change_speed(y, factor=float(rng.uniform(0.94, 1.06)), sr=sr)
-    if rng.random() < 0.4:
-        y = reverberate(y, rt60=float(rng.uniform(0.2, 0.8)), sr=sr, rng=rng)
-    if rng.random() < 0.3:
-        y = band_limit(y, low_hz=float(rng.uniform(80, 300)), high_hz=float(rng.uniform(3400, 7500)), sr=sr)
-    if rng.random() < 0.8:
-        y = add_noise(y, snr_db=float(rng.uniform(5, 20)), color=str(rng.choice(["white", "pink", "brown"])), rng=rng)
-    gain_db = float(rng.uniform(-20, 6))
-    y = y * np.float32(10.0 ** (gain_db / 20.0))
+@dataclass(frozen=True)
+class Room:
+    """One living room and microphone: what :func:`apply_room` does to a clip (None: not applied)."""
+
+    speed: float | None
+    rt60: float | None
+    band_hz: tuple[float, float] | None
+    snr_db: float | None
+    color: str
+    gain_db: float
+    seed: int  # the room's impulse response
+
+
+def draw_room(rng: np.random.Generator) -> Room:
+    """A random room: speed change 30 %, reverberation 40 %, band limit 30 %, noise at 5-20 dB SNR 80 %, gain -20..+6 dB."""
+    speed = float(rng.uniform(0.94, 1.06)) if rng.random() < 0.3 else None
+    rt60 = float(rng.uniform(0.2, 0.8)) if rng.random() < 0.4 else None
+    band = (float(rng.uniform(80, 300)), float(rng.uniform(3400, 7500))) if rng.random() < 0.3 else None
+    snr = float(rng.uniform(5, 20)) if rng.random() < 0.8 else None
+    return Room(speed=speed, rt60=rt60, band_hz=band, snr_db=snr, color=str(rng.choice(["white", "pink", "brown"])),
+                gain_db=float(rng.uniform(-20, 6)), seed=int(rng.integers(2**63)))
+
+
+def apply_room(y: np.ndarray, room: Room, *, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """``y`` as heard in ``room``; ``rng`` draws this clip's noise."""
+    if room.speed is not None:
+        y = change_speed(y, factor=room.speed, sr=sr)
+    if room.rt60 is not None:
+        y = reverberate(y, rt60=room.rt60, sr=sr, rng=np.random.default_rng(room.seed))
+    if room.band_hz is not None:
+        y = band_limit(y, low_hz=room.band_hz[0], high_hz=room.band_hz[1], sr=sr)
+    if room.snr_db is not None:
+        y = add_noise(y, snr_db=room.snr_db, color=room.color, rng=rng)
+    y = y * np.float32(10.0 ** (room.gain_db / 20.0))
     return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def random_augment(y: np.ndarray, *, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """One random living-room version of a clip (a room of its own)."""
+    return apply_room(y, draw_room(rng), sr=sr, rng=rng)
 
 
 def degrade(y: np.ndarray, *, kind: str, sr: int, seed: int) -> np.ndarray:

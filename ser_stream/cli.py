@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, default=Path("ser-stream-model.joblib"), metavar="FILE")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    tr.add_argument("--augment-copies", type=int, default=2, metavar="N",
-                    help="random living-room copies of each clip (noise, reverb, gain, speed, band limits); 0 = none")
+    tr.add_argument("--augment-copies", type=int, metavar="N",
+                    help="random living-room copies of each clip (noise, reverb, gain, speed, band limits); 0 = none "
+                         "(default: the recipe's, see models/README.md)")
 
     ev = sub.add_parser("evaluate", parents=[cfg], help="grouped (speaker-independent) evaluation on RAVDESS")
     ev.add_argument("--data", type=Path, required=True, metavar="DIR")
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ev.add_argument("--degrade", choices=["noise10", "reverb"],
                     help="test on degraded audio: pink noise at 10 dB SNR, or reverberation (RT60 0.6 s)")
-    ev.add_argument("--augment-copies", type=int, default=2, metavar="N", help="as for train")
+    ev.add_argument("--augment-copies", type=int, metavar="N", help="as for train")
 
     dev = sub.add_parser("devices", parents=[cfg], help="list audio input devices")
     dev.add_argument("--json", action="store_true", help="one JSON object per device")

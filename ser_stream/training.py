@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .adaptation import PRIOR_WINDOWS, Prior, batch_mean_std
+from .adaptation import PRIOR_WINDOWS, Prior, batch_mean
 from .capture.file import AudioFile
 from .capture.resample import Resampler
 from .errors import AudioReadError, InputMissingError
@@ -89,7 +89,8 @@ class View:
 
 TRAIN_VIEW = View(TRAIN_WINDOW_SECONDS, TRAIN_HOP_SECONDS)
 DAEMON_VIEW = View(3.0, 1.0)  # evaluate as the daemon hears: its window and hop
-AUGMENT_COPIES = 2  # random living-room copies of every training clip
+AUGMENT_COPIES = 4  # random living-room copies of every training clip (the speaker-independent head)
+ADAPTIVE_AUGMENT_COPIES = 2  # the adaptive head learns from the first two only (more measured worse on clean audio)
 
 
 def training_views(augment_copies: int) -> dict[str, View]:
@@ -102,24 +103,32 @@ def training_views(augment_copies: int) -> dict[str, View]:
 
 @dataclass
 class TrainingData:
-    """Per clip (in ``clips`` order): clean windows, training windows (clean plus augmented), test windows."""
+    """Per clip (in ``clips`` order): training windows of the speaker-independent head (clean plus
+    every augmented copy) and of the adaptive head (clean plus the first ADAPTIVE_AUGMENT_COPIES),
+    clean windows as the daemon takes them (a speaker's statistics), and test windows."""
 
     clips: list[Clip]
-    clean: list[np.ndarray]
     train: list[np.ndarray]
-    test: list[np.ndarray] | None
+    train_adaptive: list[np.ndarray]
+    stats: list[np.ndarray]
+    test: list[np.ndarray]
 
 
 def extract_for_training(clips: list[Clip], *, fdef: FeatureDefinition, jobs: int, augment_copies: int, seed: int,
-                         test_view: View | None = DAEMON_VIEW) -> TrainingData:
+                         test_view: View = DAEMON_VIEW) -> TrainingData:
     """One parallel pass over the clips for every view training and evaluation need."""
     views = training_views(augment_copies)
     names = list(views)
-    if test_view is not None:
+    views["stats"] = DAEMON_VIEW
+    if test_view != DAEMON_VIEW:
         views["test"] = test_view
     clips, vecs = extract_dataset(clips, fdef=fdef, jobs=jobs, views=views, seed=seed)
-    train = [np.concatenate([vecs[name][i] for name in names]) for i in range(len(clips))]
-    return TrainingData(clips, vecs["clean"], train, vecs.get("test"))
+
+    def joined(parts: list[str]) -> list[np.ndarray]:
+        return [np.concatenate([vecs[name][i] for name in parts]) for i in range(len(clips))]
+
+    return TrainingData(clips, joined(names), joined(names[: 1 + ADAPTIVE_AUGMENT_COPIES]), vecs["stats"],
+                        vecs.get("test", vecs["stats"]))
 
 
 def clip_audio(path: Path, *, sample_rate_hz: int) -> np.ndarray:
@@ -280,13 +289,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_copies: int = AUGMENT_COPIES) -> "Model":
+def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_copies: int | None = None) -> "Model":
     from datetime import datetime, timezone
 
     from .features import build_feature_matrices
 
     clips = scan_ravdess(data_dir)
     fdef = build_feature_matrices()
+    augment_copies = AUGMENT_COPIES if augment_copies is None else augment_copies
     data = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed)
     clips = data.clips
     X, y = stack_windows(clips, data.train)
@@ -296,7 +306,7 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
     if missing:
         raise InputMissingError(f"{data_dir}: no clips of {', '.join(LABELS[i] for i in missing)}; a model needs all 8 emotions")
     log.info("training the adaptive head (per-speaker statistics from neutral and calm clips)")
-    adaptive = fit_adaptive(clips, data.clean, data.train, list(range(len(clips))), realistic=True, seed=seed)
+    adaptive = fit_adaptive(clips, data.stats, data.train_adaptive, list(range(len(clips))), realistic=True, seed=seed)
     meta = {
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training": {
@@ -312,7 +322,9 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
             "mlp": {k: (list(v) if isinstance(v, tuple) else v) for k, v in MLP_PARAMS.items()},
             "epochs": int(clf.n_iter_),
             "adaptation": {"prior_windows": PRIOR_WINDOWS,
-                           "speaker_statistics_from": "each training speaker's neutral and calm clips"},
+                           "speaker_statistics_from": "each training speaker's neutral and calm clips (3 s windows, 1 s hop)",
+                           "normalisation": "centred on the speaker's shrunk mean, divided by the population's spread",
+                           "augment_copies": min(augment_copies, ADAPTIVE_AUGMENT_COPIES)},
         },
         "versions": _versions(),
         "license": "Trained on RAVDESS (CC BY-NC-SA 4.0): non-commercial use only, attribution, share-alike.",
@@ -410,9 +422,10 @@ def _stats_windows(indices: list[int], clips: list[Clip], vectors: list[np.ndarr
 
 def fit_adaptive(clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: list[np.ndarray], indices: list[int], *,
                  realistic: bool, seed: int) -> "AdaptiveHead":
-    """The adaptive head: every training speaker's windows z-scored with that speaker's statistics
-    (:func:`ser_stream.adaptation.batch_mean_std`, from their clean ``stats_vecs``, shrunk toward the
-    population prior), then a scaler and an MLP fitted on them."""
+    """The adaptive head: every training speaker's windows centred on that speaker's mean
+    (:func:`ser_stream.adaptation.batch_mean` of their clean ``stats_vecs``, windows as the daemon takes
+    them, shrunk toward the population prior) and divided by the population's within-speaker spread,
+    then a scaler and an MLP fitted on them."""
     actors = sorted({clips[i].actor for i in indices})
     by_actor = {a: [i for i in indices if clips[i].actor == a] for a in actors}
     windows = {a: _stats_windows(idx, clips, stats_vecs, realistic=realistic) for a, idx in by_actor.items()}
@@ -420,9 +433,9 @@ def fit_adaptive(clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: li
                   var=np.mean([w.var(axis=0) for w in windows.values()], axis=0), windows=PRIOR_WINDOWS)
     Xs, ys = [], []
     for a, idx in by_actor.items():
-        m, sd = batch_mean_std(windows[a], prior=prior)
+        centre = batch_mean(windows[a], prior=prior)
         for i in idx:
-            Xs.append((train_vecs[i] - m) / sd)
+            Xs.append(prior.normalise(train_vecs[i], centre))
             ys.append(np.full(train_vecs[i].shape[0], clips[i].label))
     scaler, clf = fit(np.concatenate(Xs), np.concatenate(ys), seed=seed)
     return to_adaptive_head(prior, scaler, clf)
@@ -430,15 +443,14 @@ def fit_adaptive(clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: li
 
 def _adaptive_clip_probs(head: "AdaptiveHead", i: int, pool: Any, clips: list[Clip], vectors: list[np.ndarray], *,
                          realistic: bool) -> np.ndarray:
-    """Clip ``i``'s probabilities (mean over its windows) by the adaptive head, its windows z-scored with
-    the statistics of the same speaker's *other* clips in ``pool`` (realistic: their neutral and calm
+    """Clip ``i``'s probabilities (mean over its windows) by the adaptive head, its windows centred on
+    the mean of the same speaker's *other* clips in ``pool`` (realistic: their neutral and calm
     clips), as the daemon would."""
     others = [int(j) for j in pool if clips[j].actor == clips[i].actor and j != i]
     windows = _stats_windows(others, clips, vectors, realistic=realistic)
     if windows is None:  # a speaker with no other clip: the population prior
         windows = np.zeros((0, vectors[i].shape[1]))
-    m, sd = batch_mean_std(windows, prior=head.prior)
-    return head.predict_proba((vectors[i] - m) / sd).mean(axis=0)
+    return head.predict_proba(head.prior.normalise(vectors[i], batch_mean(windows, prior=head.prior))).mean(axis=0)
 
 
 def _adaptive_summary(out: dict[bool, dict[str, Any]], *, prior_windows: float) -> dict[str, Any]:
@@ -481,7 +493,7 @@ def speaker_adaptive(*, clips: list[Clip], stats_vecs: list[np.ndarray], train_v
 
 
 def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, report: Path | None,
-                     degrade: str | None = None, augment_copies: int = AUGMENT_COPIES,
+                     degrade: str | None = None, augment_copies: int | None = None,
                      window_seconds: float = 3.0, hop_seconds: float = 1.0) -> dict[str, Any]:
     """Cross-validated evaluation; returns the summary (the CLI prints it as the last line).
 
@@ -494,10 +506,11 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
         keep = {LABELS.index(lab) for lab in SEED4_LABELS}
         clips = [c for c in clips if c.label in keep]
     fdef = build_feature_matrices()
-    data = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed,
+    data = extract_for_training(clips, fdef=fdef, jobs=jobs, seed=seed,
+                                augment_copies=AUGMENT_COPIES if augment_copies is None else augment_copies,
                                 test_view=View(window_seconds, hop_seconds, degrade))
     if protocol == "speaker-adaptive":
-        summary = speaker_adaptive(clips=data.clips, stats_vecs=data.clean, train_vecs=data.train, test_vecs=data.test,
+        summary = speaker_adaptive(clips=data.clips, stats_vecs=data.stats, train_vecs=data.train_adaptive, test_vecs=data.test,
                                    seed=seed, jobs=jobs)
     else:
         summary = cross_validate(clips=data.clips, train_vecs=data.train, test_vecs=data.test, fdef=fdef,
@@ -513,7 +526,7 @@ def evaluate_model(model: "Model", *, data_dir: Path, jobs: int, report: Path | 
                    seed: int = 0, adaptive: bool = False) -> dict[str, Any]:
     """Score a trained bundle as it is on every clip of ``data_dir`` (no training): protocol ``fixed-model``.
 
-    With ``adaptive``, its adaptive head scores each clip z-scored with the statistics of the same
+    With ``adaptive``, its adaptive head scores each clip centred on the mean of the same
     speaker's other clips, as the daemon would (``fixed-model-adaptive``; ``uar`` from their neutral
     and calm clips, ``uar_balanced_stats`` from all of them).
     """
