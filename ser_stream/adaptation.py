@@ -18,6 +18,7 @@ Pure numpy; :class:`RunningStats` is owned by the pipeline thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -34,8 +35,9 @@ class Prior:
     var: np.ndarray
     windows: float
 
-    @property
+    @cached_property
     def scale(self) -> np.ndarray:
+        """The population's within-speaker standard deviation (D,), floored."""
         return np.sqrt(self.var) + STD_FLOOR
 
     def normalise(self, vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -108,15 +108,18 @@ class TrainingData:
     clean windows as the daemon takes them (a speaker's statistics), and test windows."""
 
     clips: list[Clip]
+    augment_copies: int
     train: list[np.ndarray]
     train_adaptive: list[np.ndarray]
     stats: list[np.ndarray]
     test: list[np.ndarray]
 
 
-def extract_for_training(clips: list[Clip], *, fdef: FeatureDefinition, jobs: int, augment_copies: int, seed: int,
+def extract_for_training(clips: list[Clip], *, fdef: FeatureDefinition, jobs: int, augment_copies: int | None, seed: int,
                          test_view: View = DAEMON_VIEW) -> TrainingData:
-    """One parallel pass over the clips for every view training and evaluation need."""
+    """One parallel pass over the clips for every view training and evaluation need
+    (``augment_copies`` None: the recipe's AUGMENT_COPIES)."""
+    augment_copies = AUGMENT_COPIES if augment_copies is None else augment_copies
     views = training_views(augment_copies)
     names = list(views)
     views["stats"] = DAEMON_VIEW
@@ -127,8 +130,8 @@ def extract_for_training(clips: list[Clip], *, fdef: FeatureDefinition, jobs: in
     def joined(parts: list[str]) -> list[np.ndarray]:
         return [np.concatenate([vecs[name][i] for name in parts]) for i in range(len(clips))]
 
-    return TrainingData(clips, joined(names), joined(names[: 1 + ADAPTIVE_AUGMENT_COPIES]), vecs["stats"],
-                        vecs.get("test", vecs["stats"]))
+    return TrainingData(clips, augment_copies, joined(names), joined(names[: 1 + ADAPTIVE_AUGMENT_COPIES]),
+                        vecs["stats"], vecs.get("test", vecs["stats"]))
 
 
 def clip_audio(path: Path, *, sample_rate_hz: int) -> np.ndarray:
@@ -296,7 +299,6 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
 
     clips = scan_ravdess(data_dir)
     fdef = build_feature_matrices()
-    augment_copies = AUGMENT_COPIES if augment_copies is None else augment_copies
     data = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed)
     clips = data.clips
     X, y = stack_windows(clips, data.train)
@@ -317,14 +319,14 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
             "per_label_clips": {lab: sum(c.label == i for c in clips) for i, lab in enumerate(LABELS)},
             "window_seconds": TRAIN_WINDOW_SECONDS,
             "hop_seconds": TRAIN_HOP_SECONDS,
-            "augment_copies": augment_copies,
+            "augment_copies": data.augment_copies,
             "seed": seed,
             "mlp": {k: (list(v) if isinstance(v, tuple) else v) for k, v in MLP_PARAMS.items()},
             "epochs": int(clf.n_iter_),
             "adaptation": {"prior_windows": PRIOR_WINDOWS,
                            "speaker_statistics_from": "each training speaker's neutral and calm clips (3 s windows, 1 s hop)",
                            "normalisation": "centred on the speaker's shrunk mean, divided by the population's spread",
-                           "augment_copies": min(augment_copies, ADAPTIVE_AUGMENT_COPIES)},
+                           "augment_copies": min(data.augment_copies, ADAPTIVE_AUGMENT_COPIES)},
         },
         "versions": _versions(),
         "license": "Trained on RAVDESS (CC BY-NC-SA 4.0): non-commercial use only, attribution, share-alike.",
@@ -506,8 +508,7 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
         keep = {LABELS.index(lab) for lab in SEED4_LABELS}
         clips = [c for c in clips if c.label in keep]
     fdef = build_feature_matrices()
-    data = extract_for_training(clips, fdef=fdef, jobs=jobs, seed=seed,
-                                augment_copies=AUGMENT_COPIES if augment_copies is None else augment_copies,
+    data = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed,
                                 test_view=View(window_seconds, hop_seconds, degrade))
     if protocol == "speaker-adaptive":
         summary = speaker_adaptive(clips=data.clips, stats_vecs=data.stats, train_vecs=data.train_adaptive, test_vecs=data.test,
