@@ -23,15 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ser_stream.features import build_feature_matrices  # noqa: E402
-from ser_stream.training import (  # noqa: E402
-    AUGMENT_COPIES,
-    DAEMON_VIEW,
-    View,
-    cross_validate,
-    extract_dataset,
-    scan_ravdess,
-    training_views,
-)
+from ser_stream.training.corpora import scan_ravdess  # noqa: E402
+from ser_stream.training.extract import AUGMENT_COPIES, DAEMON_VIEW, View, extract_dataset, training_views  # noqa: E402
+from ser_stream.training.protocols import cross_validate  # noqa: E402
 
 
 def column_groups(fdef) -> dict[str, np.ndarray]:

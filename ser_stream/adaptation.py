@@ -6,7 +6,14 @@ emotion is easier to tell as a departure from how *these* voices usually sound.
 The statistic is a mean per vector dimension over speech windows, estimated
 with ``prior_windows`` pseudo-windows of the training population's mean: with
 no audio heard the centring is the population's, and it moves toward the
-household's as speech comes in. Vectors are then divided by the population's
+household's as speech comes in. Only the *calmer half* of the speech joins the
+statistics: a window is added when its arousal (the adaptive arousal head's,
+under the statistics so far) is at or below the median of the last
+RECENT_WINDOWS windows. The centre then estimates how these voices sound at
+rest whether the household is mostly calm (a home) or acts out every emotion
+(a corpus), which is what the adaptive heads are trained against; with every
+window added, an agitated evening would become the household's "normal"
+(measured: models/README.md). Vectors are then divided by the population's
 within-speaker spread, a constant: a spread estimated from a few minutes of one
 household's mostly calm talk measured worse (see models/README.md). Training
 centres every training speaker with the same estimator (on their neutral and
@@ -17,12 +24,14 @@ Pure numpy; :class:`RunningStats` is owned by the pipeline thread.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 PRIOR_WINDOWS = 20.0  # pseudo-windows of population statistics (20 s of speech)
+RECENT_WINDOWS = 60  # the arousal median that decides which windows join the statistics (1 min of speech)
 MAX_WINDOWS = 1000  # beyond this the statistics forget exponentially (about 17 minutes of speech)
 STD_FLOOR = 1e-6
 
@@ -71,6 +80,7 @@ class RunningStats:
 
     def reset(self) -> None:
         """Back to the population statistics."""
+        self._recent: deque[float] = deque(maxlen=RECENT_WINDOWS)
         self.n = 0.0
         self.s1 = np.zeros(self.prior.mean.shape[0])
         self._mean = shrunk_mean(n=self.n, s1=self.s1, prior=self.prior)
@@ -78,6 +88,21 @@ class RunningStats:
     def normalise(self, vectors: np.ndarray) -> np.ndarray:
         """(n, D) or (D,) vectors normalised with the current centre."""
         return self.prior.normalise(vectors, self._mean)
+
+    @property
+    def settled(self) -> bool:
+        """True once the household's own speech weighs at least as much as the population prior."""
+        return self.n >= self.prior.windows
+
+    def offer(self, vector: np.ndarray, *, arousal: float | None) -> bool:
+        """Add a speech window's vector (D,) if it is among the calmer half of the recent speech by
+        ``arousal`` (None, a model without an arousal head: always); returns whether it was added."""
+        if arousal is not None:
+            self._recent.append(arousal)
+            if arousal > float(np.median(self._recent)):
+                return False
+        self.update(vector)
+        return True
 
     def update(self, vector: np.ndarray) -> None:
         """Add one speech window's vector (D,)."""

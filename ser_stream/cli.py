@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     cls.add_argument("--windows", action="store_true", help="one JSON object per window instead of per file")
     cls.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
 
-    tr = sub.add_parser("train", parents=[cfg], help="train a model bundle on RAVDESS-named audio")
+    tr = sub.add_parser("train", parents=[cfg], help="train a model bundle on RAVDESS-named audio or a folder with labels.csv")
     tr.add_argument("--data", type=Path, required=True, metavar="DIR")
     tr.add_argument("--out", type=Path, default=Path("ser-stream-model.joblib"), metavar="FILE")
     tr.add_argument("--seed", type=int, default=0)
@@ -67,14 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="random living-room copies of each clip (noise, reverb, gain, speed, band limits); 0 = none "
                          "(default: the recipe's, see models/README.md)")
 
-    ev = sub.add_parser("evaluate", parents=[cfg], help="grouped (speaker-independent) evaluation on RAVDESS")
+    ev = sub.add_parser("evaluate", parents=[cfg], help="speaker-grouped evaluation on RAVDESS-named audio or a labels.csv corpus")
     ev.add_argument("--data", type=Path, required=True, metavar="DIR")
     ev.add_argument("--model", type=Path,
                     help="score this trained bundle on every clip of DIR instead of cross-validating the recipe "
                          "(protocol 'fixed-model'; e.g. the shipped model on another corpus with RAVDESS-style names; "
                          "with --protocol speaker-adaptive its adaptive head, per-speaker statistics from other clips)")
-    ev.add_argument("--protocol", choices=["speaker-independent", "speaker-adaptive", "seed4"],
-                    default="speaker-independent")
+    ev.add_argument("--protocol", choices=["household", "speaker-independent", "speaker-adaptive", "seed4"],
+                    default="speaker-independent",
+                    help="household (the headline): each speaker's clips streamed through the daemon's own path "
+                         "with the configured adaptation, mood and prior, plus false triggers on neutral talk")
     ev.add_argument("--report", type=Path, metavar="DIR", help="also write the JSON and a confusion-matrix PNG here")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -196,7 +198,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import train_command
+    from .training.train import train_command
 
     config = _load(args)
     _setup_logging(config.logging.level)
@@ -205,7 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .training import evaluate_command, evaluate_model
+    from .training.protocols import evaluate_command, evaluate_model
 
     config = _load(args)
     _setup_logging(config.logging.level)
@@ -215,11 +217,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.protocol == "seed4":
             raise UsageError("--model scores every clip of DIR; --protocol seed4 is a training split")
         summary = evaluate_model(load_model(args.model), data_dir=args.data, jobs=args.jobs, report=args.report,
-                                 degrade=args.degrade, seed=args.seed, adaptive=args.protocol == "speaker-adaptive")
+                                 degrade=args.degrade, seed=args.seed, adaptive=args.protocol == "speaker-adaptive",
+                                 household=config if args.protocol == "household" else None)
         sys.stdout.write(json.dumps(summary) + "\n")
         return EX_OK
     summary = evaluate_command(data_dir=args.data, protocol=args.protocol, seed=args.seed, jobs=args.jobs,
-                               report=args.report, degrade=args.degrade, augment_copies=args.augment_copies)
+                               report=args.report, degrade=args.degrade, augment_copies=args.augment_copies,
+                               config=config)
     sys.stdout.write(json.dumps(summary) + "\n")
     return EX_OK
 

@@ -72,9 +72,27 @@ class VadConfig(_Section):
     """A window is speech when it holds at least this much active audio."""
 
 
+EMOTION_LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
 class ModelConfig(_Section):
     path: Path | None = None
     """Model bundle (.joblib); null = the bundled default model."""
+    household_prior: dict[str, float] | None = None
+    """How often each emotion is heard in this home (relative weights; labels left out get 0.01).
+    Applied to every window's probabilities by Bayes' rule, from the training corpus's label shares.
+    null = off (the probabilities are the model's own)."""
+
+    @model_validator(mode="after")
+    def _prior_labels(self) -> "ModelConfig":
+        if self.household_prior is not None:
+            unknown = sorted(set(self.household_prior) - set(EMOTION_LABELS))
+            if unknown:
+                raise ValueError(f"household_prior: unknown label(s) {', '.join(unknown)}; use {', '.join(EMOTION_LABELS)}")
+            bad = {k: v for k, v in self.household_prior.items() if not (v > 0 and v < float("inf"))}
+            if bad:
+                raise ValueError(f"household_prior: weights must be positive and finite, got {bad}")
+        return self
 
 
 class MoodConfig(_Section):

@@ -7,7 +7,7 @@ A bundle is a joblib file holding one dict of plain numpy arrays and metadata
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,8 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "defaul
 _ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 
 
-def mlp_forward(x: np.ndarray, *, coefs: list[np.ndarray], intercepts: list[np.ndarray], activation: str) -> np.ndarray:
-    """Softmax MLP forward pass, as scikit-learn's ``MLPClassifier.predict_proba``.
-
-    ``x``: (n, n_features) already standardised. Returns (n, n_classes) probabilities.
-    """
+def mlp_logits(x: np.ndarray, *, coefs: list[np.ndarray], intercepts: list[np.ndarray], activation: str) -> np.ndarray:
+    """The MLP's output layer before its output activation. ``x``: (n, n_features) standardised -> (n, n_out)."""
     h = np.asarray(x, dtype=np.float64)
     last = len(coefs) - 1
     for i, (w, b) in enumerate(zip(coefs, intercepts)):
@@ -43,9 +40,29 @@ def mlp_forward(x: np.ndarray, *, coefs: list[np.ndarray], intercepts: list[np.n
             h = np.tanh(h)
         elif activation == "logistic":
             h = 1.0 / (1.0 + np.exp(-h))
+    return h
+
+
+def logits_to_proba(h: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
+    """(n, k) output-layer values -> (n, k) probabilities (softmax), or (n, 2) [P(0), P(1)] for a
+    binary MLP's single logistic output (k = 1); both divided by ``temperature`` first."""
+    h = np.asarray(h, dtype=np.float64) / temperature
+    if h.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-h))
+        return np.concatenate([1.0 - p, p], axis=1)
     h = h - h.max(axis=1, keepdims=True)
     e = np.exp(h)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def mlp_forward(x: np.ndarray, *, coefs: list[np.ndarray], intercepts: list[np.ndarray], activation: str,
+                temperature: float = 1.0) -> np.ndarray:
+    """MLP forward pass, as scikit-learn's ``MLPClassifier.predict_proba`` (temperature 1).
+
+    ``x``: (n, n_features) already standardised. Returns (n, n_classes) probabilities.
+    """
+    return logits_to_proba(mlp_logits(x, coefs=coefs, intercepts=intercepts, activation=activation),
+                           temperature=temperature)
 
 
 @dataclass(frozen=True)
@@ -57,17 +74,56 @@ class Classifier:
     coefs: tuple[np.ndarray, ...]
     intercepts: tuple[np.ndarray, ...]
     activation: str
+    temperature: float = 1.0  # calibration: output logits are divided by it (fitted on held-out speakers)
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, vector_size) vectors -> (n, n_out) output-layer values (before temperature)."""
+        x = (np.atleast_2d(vectors) - self.scaler_mean) / self.scaler_scale
+        return mlp_logits(x, coefs=list(self.coefs), intercepts=list(self.intercepts), activation=self.activation)
 
     def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, vector_size) vectors -> (n, n_labels) probabilities."""
-        x = (np.atleast_2d(vectors) - self.scaler_mean) / self.scaler_scale
-        return mlp_forward(x, coefs=list(self.coefs), intercepts=list(self.intercepts), activation=self.activation)
+        """(n, vector_size) vectors -> (n, n_labels) probabilities (a binary head: (n, 2))."""
+        return logits_to_proba(self.logits(vectors), temperature=self.temperature)
+
+    def signed(self, vectors: np.ndarray) -> np.ndarray:
+        """A binary head's answer on [-1, 1]: 2 P(high) - 1, (n,); 0 is the boundary."""
+        return 2.0 * self.predict_proba(vectors)[:, 1] - 1.0
+
+    def with_temperature(self, temperature: float) -> "Classifier":
+        return replace(self, temperature=float(temperature))
 
     def to_bundle(self) -> dict[str, Any]:
         return {
             "scaler": {"mean": self.scaler_mean, "scale": self.scaler_scale},
-            "mlp": {"coefs": list(self.coefs), "intercepts": list(self.intercepts), "activation": self.activation},
+            "mlp": {"coefs": list(self.coefs), "intercepts": list(self.intercepts), "activation": self.activation,
+                    "temperature": self.temperature},
         }
+
+
+DIMENSIONS = ("arousal", "valence")  # binary heads: high vs low activation, positive vs negative valence
+
+
+@dataclass(frozen=True)
+class Heads:
+    """What one set of heads answers for a window: the emotion classifier, and the arousal and
+    valence heads (binary MLPs; absent in older bundles)."""
+
+    emotion: Classifier
+    arousal: Classifier | None = None
+    valence: Classifier | None = None
+
+    def dimension(self, name: str, vectors: np.ndarray) -> np.ndarray | None:
+        """(n,) ``name`` ("arousal" or "valence") on [-1, 1], or None when the bundle has no such head."""
+        head = getattr(self, name)
+        return None if head is None else head.signed(vectors)
+
+    def to_bundle(self) -> dict[str, Any]:
+        out = self.emotion.to_bundle()
+        for name in DIMENSIONS:
+            head = getattr(self, name)
+            if head is not None:
+                out[name] = head.to_bundle()
+        return out
 
 
 @dataclass(frozen=True)
@@ -76,15 +132,19 @@ class AdaptiveHead:
     population prior of the statistics and a classifier trained on speaker-normalised vectors."""
 
     prior: Prior
-    classifier: Classifier
+    heads: Heads
+
+    @property
+    def classifier(self) -> Classifier:
+        return self.heads.emotion
 
     def predict_proba(self, normalised: np.ndarray) -> np.ndarray:
         """(n, vector_size) vectors already normalised by the stream's statistics -> (n, n_labels)."""
-        return self.classifier.predict_proba(normalised)
+        return self.heads.emotion.predict_proba(normalised)
 
     def to_bundle(self) -> dict[str, Any]:
         prior = {"mean": self.prior.mean, "var": self.prior.var, "windows": self.prior.windows}
-        return {"prior": prior, **self.classifier.to_bundle()}
+        return {"prior": prior, **self.heads.to_bundle()}
 
 
 @dataclass(frozen=True)
@@ -93,10 +153,15 @@ class Model:
 
     labels: tuple[str, ...]
     features: FeatureDefinition
-    classifier: Classifier  # speaker-independent
+    heads: Heads  # speaker-independent
     meta: dict[str, Any]
     path: Path | None = None
     adaptive: AdaptiveHead | None = None  # present in bundles trained for per-stream adaptation
+
+    @property
+    def classifier(self) -> Classifier:
+        """The speaker-independent emotion classifier."""
+        return self.heads.emotion
 
     @property
     def sample_rate_hz(self) -> int:
@@ -113,7 +178,7 @@ class Model:
             "labels": list(self.labels),
             "sample_rate_hz": self.sample_rate_hz,
             "features": self.features.to_dict(),
-            **self.classifier.to_bundle(),
+            **self.heads.to_bundle(),
             **({"adaptive": self.adaptive.to_bundle()} if self.adaptive is not None else {}),
             **self.meta,
         }
@@ -138,6 +203,9 @@ def _classifier(part: Any, *, where: str, n_in: int, n_out: int) -> Classifier:
     coefs = tuple(np.asarray(w, dtype=np.float64) for w in mlp["coefs"])
     intercepts = tuple(np.asarray(b, dtype=np.float64) for b in mlp["intercepts"])
     activation = str(mlp.get("activation", "relu"))
+    temperature = float(mlp.get("temperature", 1.0))
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"{where}mlp.temperature is {temperature}, expected > 0")
     if activation not in _ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r} in {where}mlp")
     if mean.shape != (n_in,) or scale.shape != (n_in,):
@@ -157,7 +225,14 @@ def _classifier(part: Any, *, where: str, n_in: int, n_out: int) -> Classifier:
             raise ValueError(f"{where}{name} holds non-finite values")
     if np.any(scale <= 0):
         raise ValueError(f"{where}scaler.scale holds non-positive values")
-    return Classifier(mean, scale, coefs, intercepts, activation)
+    return Classifier(mean, scale, coefs, intercepts, activation, temperature)
+
+
+def _heads(part: Any, *, where: str, n_in: int, n_out: int) -> Heads:
+    """The emotion classifier of ``part`` and its optional arousal and valence heads (one logistic output each)."""
+    dims = {name: _classifier(part[name], where=f"{where}{name}.", n_in=n_in, n_out=1)
+            for name in DIMENSIONS if part.get(name) is not None}
+    return Heads(_classifier(part, where=where, n_in=n_in, n_out=n_out), **dims)
 
 
 def _adaptive_head(part: Any, *, n_in: int, n_out: int) -> AdaptiveHead:
@@ -171,7 +246,7 @@ def _adaptive_head(part: Any, *, n_in: int, n_out: int) -> AdaptiveHead:
         raise ValueError(f"adaptive.prior has shapes {p_mean.shape}/{p_var.shape} or invalid values; expected ({n_in},)")
     if not windows > 0:
         raise ValueError(f"adaptive.prior.windows is {windows}, expected > 0")
-    return AdaptiveHead(Prior(p_mean, p_var, windows), _classifier(part, where="adaptive.", n_in=n_in, n_out=n_out))
+    return AdaptiveHead(Prior(p_mean, p_var, windows), _heads(part, where="adaptive.", n_in=n_in, n_out=n_out))
 
 
 def from_bundle(bundle: Any, *, path: Path | None = None) -> Model:
@@ -186,11 +261,11 @@ def from_bundle(bundle: Any, *, path: Path | None = None) -> Model:
     labels = tuple(str(x) for x in bundle["labels"])
     fdef = FeatureDefinition.from_dict(bundle["features"])
     n_in, n_out = fdef.vector_size, len(labels)
-    classifier = _classifier(bundle, where="", n_in=n_in, n_out=n_out)
+    heads = _heads(bundle, where="", n_in=n_in, n_out=n_out)
     adaptive = None if bundle.get("adaptive") is None else _adaptive_head(bundle["adaptive"], n_in=n_in, n_out=n_out)
-    skip = {"format", "format_version", "labels", "sample_rate_hz", "features", "scaler", "mlp", "adaptive"}
+    skip = {"format", "format_version", "labels", "sample_rate_hz", "features", "scaler", "mlp", "adaptive", *DIMENSIONS}
     meta = {k: v for k, v in bundle.items() if k not in skip}
-    return Model(labels, fdef, classifier, meta, path, adaptive)
+    return Model(labels, fdef, heads, meta, path, adaptive)
 
 
 def load_model(path: Path | None) -> Model:

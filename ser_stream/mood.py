@@ -6,8 +6,19 @@ Rules (all times in stream seconds):
 - The mood changes to the average's leading label only after that label has
   led for ``min_dwell_seconds`` of speech windows in a row *and* its averaged
   probability is at least ``min_confidence``. One odd window cannot flip it.
+  Returning to rest (``neutral`` or ``calm`` leading) needs the dwell but no
+  confidence: an emotion must be heard clearly to start, and ends when it is
+  no longer what the voices sound like most. With calibrated probabilities
+  (rarely above 0.5 on unseen voices) an emotional mood would otherwise stay
+  long after the emotion had gone.
+- While the caller says ``settled=False`` (the stream's adaptation statistics
+  are still mostly the training population's, see
+  :meth:`ser_stream.adaptation.RunningStats.settled`) only rest moods are
+  entered: a voice the model has not yet learnt is not announced as angry.
 - Silence windows change nothing, until ``idle_after_seconds`` of continuous
   silence: then the mood returns to ``idle`` and the average is forgotten.
+- Arousal and valence (from the model's heads, [-1, 1]) are averaged the same
+  way, so "arousal > 0 for 30 s" means 30 s of agitated speech, not one window.
 """
 
 from __future__ import annotations
@@ -18,26 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 IDLE = "idle"
-
-# Position of each emotion on Russell's circumplex, (valence, arousal) in [-1, 1].
-CIRCUMPLEX: dict[str, tuple[float, float]] = {
-    "neutral": (0.0, 0.0),
-    "calm": (0.4, -0.6),
-    "happy": (0.8, 0.5),
-    "sad": (-0.7, -0.5),
-    "angry": (-0.6, 0.8),
-    "fearful": (-0.7, 0.6),
-    "disgust": (-0.7, 0.2),
-    "surprised": (0.3, 0.8),
-}
-
-
-def arousal_valence(probs: np.ndarray, *, labels: tuple[str, ...]) -> tuple[float, float]:
-    """Expected (arousal, valence) in [-1, 1] under ``probs`` (n_labels,); unknown labels count as (0, 0)."""
-    coords = np.array([CIRCUMPLEX.get(lab, (0.0, 0.0)) for lab in labels])
-    valence, arousal = np.asarray(probs, dtype=np.float64) @ coords
-    return float(arousal), float(valence)
-
+REST = ("neutral", "calm")  # moods that need no confidence to return to
 
 @dataclass(frozen=True)
 class MoodState:
@@ -67,6 +59,7 @@ class MoodTracker:
         self.mood = IDLE
         self.since = 0.0
         self._avg: np.ndarray | None = None
+        self._dims: np.ndarray | None = None  # smoothed (arousal, valence); NaN where the model has no head
         self._lead: int | None = None
         self._lead_seconds = 0.0
         self._silence_seconds = 0.0
@@ -76,12 +69,27 @@ class MoodTracker:
         """The smoothed probabilities (n_labels,), or None after silence or a reset."""
         return self._avg
 
+    @property
+    def arousal(self) -> float | None:
+        """Smoothed arousal in [-1, 1] (> 0: agitated), or None (idle, or no arousal head)."""
+        return self._dim(0)
+
+    @property
+    def valence(self) -> float | None:
+        """Smoothed valence in [-1, 1] (> 0: positive), or None."""
+        return self._dim(1)
+
+    def _dim(self, k: int) -> float | None:
+        if self._dims is None or self.mood == IDLE or not np.isfinite(self._dims[k]):
+            return None
+        return float(self._dims[k])
+
     def reset(self, *, t: float) -> bool:
         """Forget everything (mute): the mood becomes ``idle``; returns True if it changed."""
         changed = self.mood != IDLE
         if changed:
             self.mood, self.since = IDLE, t
-        self._avg, self._lead, self._lead_seconds, self._silence_seconds = None, None, 0.0, 0.0
+        self._avg, self._dims, self._lead, self._lead_seconds, self._silence_seconds = None, None, None, 0.0, 0.0
         return changed
 
     def mood_confidence(self) -> float | None:
@@ -90,23 +98,27 @@ class MoodTracker:
             return None
         return float(self._avg[self.labels.index(self.mood)])
 
-    def update(self, *, t: float, hop_seconds: float, probs: np.ndarray | None) -> MoodState:
-        """Feed one window ending at stream time ``t``; ``probs`` (n_labels,) or None for silence."""
+    def update(self, *, t: float, hop_seconds: float, probs: np.ndarray | None,
+               arousal: float | None = None, valence: float | None = None, settled: bool = True) -> MoodState:
+        """Feed one window ending at stream time ``t``; ``probs`` (n_labels,) or None for silence;
+        its ``arousal`` and ``valence`` (None: the model has no such head)."""
         changed = False
         if probs is None:
             self._silence_seconds += hop_seconds
             if self.mood != IDLE and self._silence_seconds >= self.idle_after_seconds - 1e-9:
                 self.mood, self.since, changed = IDLE, t, True
-                self._avg, self._lead, self._lead_seconds = None, None, 0.0
+                self._avg, self._dims, self._lead, self._lead_seconds = None, None, None, 0.0
             return MoodState(self.mood, self.mood_confidence(), self.since, changed)
 
         self._silence_seconds = 0.0
         p = np.asarray(probs, dtype=np.float64)
+        dims = np.array([np.nan if arousal is None else arousal, np.nan if valence is None else valence])
         if self._avg is None:
-            self._avg = p.copy()
+            self._avg, self._dims = p.copy(), dims
         else:
             alpha = 1.0 if self.smoothing_seconds <= 0 else 1.0 - math.exp(-hop_seconds / self.smoothing_seconds)
             self._avg = (1.0 - alpha) * self._avg + alpha * p
+            self._dims = (1.0 - alpha) * self._dims + alpha * dims
         lead = int(np.argmax(self._avg))
         if self.labels[lead] == self.mood:
             self._lead, self._lead_seconds = None, 0.0
@@ -115,7 +127,9 @@ class MoodTracker:
                 self._lead_seconds += hop_seconds
             else:
                 self._lead, self._lead_seconds = lead, hop_seconds
-            if self._lead_seconds >= self.min_dwell_seconds - 1e-9 and self._avg[lead] >= self.min_confidence:
+            rest = self.labels[lead] in REST
+            sure = rest or (settled and self._avg[lead] >= self.min_confidence)
+            if self._lead_seconds >= self.min_dwell_seconds - 1e-9 and sure:
                 self.mood, self.since, changed = self.labels[lead], t, True
                 self._lead, self._lead_seconds = None, 0.0
         return MoodState(self.mood, self.mood_confidence(), self.since, changed)

@@ -29,6 +29,8 @@ class WindowResult:
     confidence: float | None
     probs: np.ndarray | None  # (n_labels,) or None without speech
     level_dbfs: float
+    arousal: float | None = None  # [-1, 1], > 0 agitated; None without speech or without the head
+    valence: float | None = None  # [-1, 1], > 0 positive
     padded: bool = False  # True for the one window of an input shorter than a window
     vector: np.ndarray | None = None  # the model input, kept only with keep_vectors=True
 
@@ -36,6 +38,47 @@ class WindowResult:
 def probs_json(probs: np.ndarray | None, labels: tuple[str, ...]) -> dict[str, float] | None:
     """Probabilities as the JSON contracts print them: by label, 4 decimals (None stays None)."""
     return None if probs is None else {lab: round(float(q), 4) for lab, q in zip(labels, probs)}
+
+
+class WindowScorer:
+    """The model's answer for one speech window vector: emotion probabilities, arousal and valence.
+
+    With ``adapter`` (the stream's statistics) the window goes to the adaptive heads, normalised
+    with the statistics of the speech heard *before* it, and is then offered to them with its arousal
+    (:meth:`~ser_stream.adaptation.RunningStats.offer` keeps the calmer half). With
+    ``label_prior`` (n_labels,) the probabilities are reweighted by Bayes' rule from the training
+    corpus's label frequencies (``model.meta["training"]["label_share"]``, uniform when absent) to
+    that prior. Owned by the pipeline thread (the adapter is its state).
+    """
+
+    def __init__(self, model: Model, *, adapter: RunningStats | None = None, label_prior: np.ndarray | None = None) -> None:
+        if adapter is not None and model.adaptive is None:
+            raise ValueError("adaptation needs a model with an adaptive head")
+        self.model = model
+        self.adapter = adapter
+        self.heads = model.heads if adapter is None else model.adaptive.heads
+        self.weights = None if label_prior is None else prior_weights(model, label_prior)
+
+    def score(self, vector: np.ndarray) -> tuple[np.ndarray, float | None, float | None]:
+        """(probs (n_labels,), arousal, valence) of one window vector (D,)."""
+        x = vector if self.adapter is None else self.adapter.normalise(vector)
+        probs = self.heads.emotion.predict_proba(x)[0]
+        if self.weights is not None:
+            probs = probs * self.weights
+            probs = probs / probs.sum()
+        arousal, valence = (self.heads.dimension(name, x) for name in ("arousal", "valence"))
+        if self.adapter is not None:
+            self.adapter.offer(vector, arousal=None if arousal is None else float(arousal[0]))
+        return probs, None if arousal is None else float(arousal[0]), None if valence is None else float(valence[0])
+
+
+def prior_weights(model: Model, label_prior: np.ndarray) -> np.ndarray:
+    """Bayes' rule weights (n_labels,): the household prior over the training share of each label."""
+    share = (model.meta.get("training") or {}).get("label_share")
+    train = np.full(len(model.labels), 1.0 / len(model.labels)) if not share else \
+        np.array([float(share[lab]) for lab in model.labels])
+    prior = np.asarray(label_prior, dtype=np.float64)
+    return (prior / prior.sum()) / train
 
 
 def _round_to(value_seconds: float, *, sr: int, step: int) -> int:
@@ -62,12 +105,13 @@ class Analyzer:
         vad_min_active_seconds: float = 0.5,
         keep_vectors: bool = False,
         adapter: RunningStats | None = None,
+        label_prior: np.ndarray | None = None,
     ) -> None:
-        if adapter is not None and (model is None or model.adaptive is None):
+        if adapter is not None and model is None:
             raise ValueError("adaptation needs a model with an adaptive head")
         self.fdef = fdef
         self.model = model
-        self.adapter = adapter  # the stream's statistics: classify adapted, then update (owned by this thread)
+        self.scorer = None if model is None else WindowScorer(model, adapter=adapter, label_prior=label_prior)
         sr, fh = fdef.sample_rate_hz, fdef.hop_samples
         self.sample_rate_hz = sr
         self.window_samples = max(_round_to(window_seconds, sr=sr, step=fh), fdef.n_fft)
@@ -157,14 +201,9 @@ class Analyzer:
         else:
             active, speech = np.ones(feats.shape[0], dtype=bool), True
         vector = F.window_vector(feats, active=active, fdef=fdef) if (speech or self.keep_vectors) else None
-        label = confidence = probs = None
-        if speech and self.model is not None:
-            if self.adapter is not None:
-                # the window is scored with the statistics of the speech before it, then added to them
-                probs = self.model.adaptive.predict_proba(self.adapter.normalise(vector))[0]
-                self.adapter.update(vector)
-            else:
-                probs = self.model.predict_proba(vector)[0]
+        label = confidence = probs = arousal = valence = None
+        if speech and self.scorer is not None:
+            probs, arousal, valence = self.scorer.score(vector)
             best = int(np.argmax(probs))
             label, confidence = self.model.labels[best], float(probs[best])
         return WindowResult(
@@ -174,5 +213,7 @@ class Analyzer:
             confidence=confidence,
             probs=probs,
             level_dbfs=level,
+            arousal=arousal,
+            valence=valence,
             vector=vector if self.keep_vectors else None,
         )

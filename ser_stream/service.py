@@ -25,8 +25,9 @@ import numpy as np
 from .adaptation import Prior, RunningStats
 from .capture.resample import Resampler
 from .config import Config
+from .features import FeatureDefinition
 from .model import Model
-from .mood import IDLE, MoodTracker, arousal_valence
+from .mood import MoodTracker
 from .pipeline import Analyzer, WindowResult
 from .ringbuffer import RingBuffer
 from .sinks import SafeSinks, StateMessage, iso_utc, window_message
@@ -204,10 +205,19 @@ def make_adapter(config: Config, model: Model) -> RunningStats | None:
     return RunningStats(prior=model.adaptive.prior, max_windows=config.adaptation.max_windows)
 
 
-def make_analyzer(config: Config, model: Model, *, keep_vectors: bool = False,
-                  adapter: RunningStats | None = None) -> Analyzer:
+def label_prior(config: Config, model: Model) -> np.ndarray | None:
+    """``model.household_prior`` as (n_labels,) in the model's label order (labels it omits get 0.01), or None."""
+    prior = config.model.household_prior
+    if prior is None:
+        return None
+    return np.array([prior.get(lab, 0.01) for lab in model.labels], dtype=np.float64)
+
+
+def make_analyzer(config: Config, model: Model | None, *, keep_vectors: bool = False,
+                  adapter: RunningStats | None = None, fdef: FeatureDefinition | None = None) -> Analyzer:
+    """The configured analyzer for ``model`` (None: vectors and speech only, of ``fdef``)."""
     return Analyzer(
-        fdef=model.features,
+        fdef=model.features if model is not None else fdef,
         model=model,
         window_seconds=config.window.length_seconds,
         hop_seconds=config.window.hop_seconds,
@@ -217,22 +227,20 @@ def make_analyzer(config: Config, model: Model, *, keep_vectors: bool = False,
         vad_min_active_seconds=config.vad.min_active_seconds,
         keep_vectors=keep_vectors,
         adapter=adapter,
+        label_prior=None if model is None else label_prior(config, model),
     )
 
 
 def state_message(tracker: MoodTracker, *, speech: bool, muted: bool, since: str) -> StateMessage:
     probs = tracker.probs
-    arousal = valence = None
-    if probs is not None and tracker.mood != IDLE:
-        arousal, valence = arousal_valence(probs, labels=tracker.labels)
     return StateMessage(
         mood=tracker.mood,
         confidence=None if muted else tracker.mood_confidence(),
         speech=speech,
         muted=muted,
         since=since,
-        arousal=arousal,
-        valence=valence,
+        arousal=tracker.arousal,
+        valence=tracker.valence,
         probs=None if probs is None else {lab: float(p) for lab, p in zip(tracker.labels, probs)},
     )
 
@@ -291,7 +299,8 @@ def run_stream(
         nonlocal since, speech
         now = datetime.now(timezone.utc)
         previous = tracker.mood
-        state = tracker.update(t=res.t, hop_seconds=analyzer.hop_seconds, probs=res.probs)
+        state = tracker.update(t=res.t, hop_seconds=analyzer.hop_seconds, probs=res.probs, arousal=res.arousal,
+                               valence=res.valence, settled=adapter is None or adapter.settled)
         speech = res.speech
         stats.windows += 1
         stats.speech_windows += int(res.speech)

@@ -37,6 +37,22 @@ def test_statistics_move_from_the_population_to_the_stream():
     np.testing.assert_allclose(batch_mean(x, prior=PRIOR), x.mean(axis=0), atol=0.01)
 
 
+def test_only_the_calmer_half_of_the_speech_joins_the_statistics():
+    """A household that is calm half the time and agitated the other half: the centre is the calm voice's."""
+    stats = RunningStats(prior=PRIOR)
+    calm, agitated = np.array([1.0, 9.0, -2.0]), np.array([5.0, 15.0, 2.0])
+    added = [stats.offer(agitated if k % 2 else calm, arousal=0.6 if k % 2 else -0.4) for k in range(200)]
+    assert added[0] and not added[1]  # the first window sets the median; an agitated one above it is left out
+    assert sum(added) == 100
+    np.testing.assert_allclose(stats.normalise(calm) * PRIOR.scale, (calm - PRIOR.mean) * 20 / 120, atol=1e-9)
+    # steady talk is never frozen out: equal arousal is at the median, and every window joins
+    steady = RunningStats(prior=PRIOR)
+    assert all(steady.offer(calm, arousal=0.1) for _ in range(50)) and steady.n == 50
+    # without an arousal head every window joins, as before
+    plain = RunningStats(prior=PRIOR)
+    assert all(plain.offer(agitated, arousal=None) for _ in range(10)) and plain.n == 10
+
+
 def test_running_statistics_equal_the_batch_estimate_then_forget():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 3)) + [1.0, 2.0, 3.0]

@@ -17,7 +17,7 @@ TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 def check_window_line(obj: dict) -> None:
     """One per-hop object exactly as DESIGN.md's contract says."""
-    assert list(obj) == ["ts", "t", "speech", "label", "confidence", "probs", "mood", "level_dbfs"]
+    assert list(obj) == ["ts", "t", "speech", "label", "confidence", "probs", "mood", "level_dbfs", "arousal", "valence"]
     assert TS.match(obj["ts"])
     assert isinstance(obj["t"], float) and isinstance(obj["speech"], bool)
     assert isinstance(obj["level_dbfs"], float) and -100.0 <= obj["level_dbfs"] <= 0.0
@@ -27,8 +27,10 @@ def check_window_line(obj: dict) -> None:
         assert list(obj["probs"]) == list(LABELS)
         assert abs(sum(obj["probs"].values()) - 1.0) < 2e-3
         assert obj["confidence"] == max(obj["probs"].values()) == obj["probs"][obj["label"]]
+        assert -1.0 <= obj["arousal"] <= 1.0 and -1.0 <= obj["valence"] <= 1.0  # the default model's trained heads
     else:
         assert obj["label"] is None and obj["confidence"] is None and obj["probs"] is None
+        assert obj["arousal"] is None and obj["valence"] is None
 
 
 def lines(r) -> list[dict]:

@@ -106,7 +106,8 @@ def test_numpy_forward_pass_equals_predict_proba(fdef):
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
-    from ser_stream.training import to_model
+    from ser_stream.model import Heads
+    from ser_stream.training.fit import classifier_of, to_model
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(400, fdef.vector_size)) * rng.uniform(0.1, 50, fdef.vector_size) + 7
@@ -114,8 +115,17 @@ def test_numpy_forward_pass_equals_predict_proba(fdef):
     for hidden in [(32,), (16, 8)]:
         scaler = StandardScaler().fit(X)
         clf = MLPClassifier(hidden_layer_sizes=hidden, max_iter=50, random_state=0).fit(scaler.transform(X), y)
-        model = to_model(scaler, clf, fdef=fdef, meta={})
+        model = to_model(Heads(classifier_of(scaler, clf)), fdef=fdef, meta={})
         np.testing.assert_allclose(model.predict_proba(X), clf.predict_proba(scaler.transform(X)), rtol=1e-10, atol=1e-12)
+        # a binary head (arousal, valence): one logistic output, published as 2 P(high) - 1
+        binary = MLPClassifier(hidden_layer_sizes=hidden, max_iter=50, random_state=0).fit(scaler.transform(X), y > 3)
+        head = classifier_of(scaler, binary)
+        p_high = binary.predict_proba(scaler.transform(X))[:, 1]
+        np.testing.assert_allclose(head.predict_proba(X)[:, 1], p_high, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(head.signed(X), 2 * p_high - 1, rtol=1e-10, atol=1e-12)
+        # a temperature divides the logits: the argmax stays, the confidence drops
+        hot = head.with_temperature(2.0)
+        assert np.array_equal(hot.signed(X) > 0, head.signed(X) > 0) and np.all(np.abs(hot.signed(X)) <= np.abs(head.signed(X)))
 
 
 def test_default_model_loads_without_sklearn_or_librosa():

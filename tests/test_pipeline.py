@@ -148,3 +148,43 @@ def test_long_silence_returns_to_idle():
     states = [m.update(t=5 + i, hop_seconds=1.0, probs=None) for i in range(12)]
     assert [s.mood for s in states][:9] == ["a"] * 9
     assert states[9].mood == IDLE and states[9].changed and states[9].confidence is None
+
+
+REST_LABELS = ("neutral", "angry", "sad")
+
+
+def test_an_emotion_needs_confidence_but_rest_returns_without_it():
+    m = tracker(labels=REST_LABELS)
+    for i in range(6):
+        m.update(t=i, hop_seconds=1.0, probs=np.array([0.1, 0.8, 0.1]))
+    assert m.mood == "angry"
+    # the voice calms down: neutral leads, but only weakly (calibrated probabilities)
+    weak_rest = np.array([0.45, 0.25, 0.3])
+    moods = [m.update(t=6 + i, hop_seconds=1.0, probs=weak_rest).mood for i in range(10)]
+    assert moods[-1] == "neutral" and moods[0] == "angry"  # after the dwell, not at once
+    # a weakly leading emotion never starts a mood
+    flat_sad = np.array([0.3, 0.25, 0.45])
+    assert all(m.update(t=20 + i, hop_seconds=1.0, probs=flat_sad).mood == "neutral" for i in range(15))
+
+
+def test_no_emotional_mood_before_the_statistics_have_settled():
+    m = tracker(labels=REST_LABELS)
+    angry = np.array([0.1, 0.8, 0.1])
+    assert all(m.update(t=i, hop_seconds=1.0, probs=angry, settled=False).mood in (IDLE, "neutral") for i in range(10))
+    assert m.update(t=10, hop_seconds=1.0, probs=angry, settled=True).mood == "angry"  # it led long enough already
+
+
+def test_arousal_and_valence_are_smoothed_and_forgotten_when_idle():
+    m = tracker(labels=REST_LABELS, smoothing_seconds=0.0)
+    m.update(t=0, hop_seconds=1.0, probs=np.array([0.8, 0.1, 0.1]), arousal=0.5, valence=-0.2)
+    assert m.arousal is None  # idle: no mood yet, nothing to report
+    for i in range(1, 4):
+        m.update(t=i, hop_seconds=1.0, probs=np.array([0.8, 0.1, 0.1]), arousal=0.5, valence=-0.2)
+    assert m.mood == "neutral" and m.arousal == pytest.approx(0.5) and m.valence == pytest.approx(-0.2)
+    for i in range(4, 20):
+        m.update(t=i, hop_seconds=1.0, probs=None)
+    assert m.mood == IDLE and m.arousal is None and m.valence is None
+    m2 = tracker(labels=REST_LABELS, smoothing_seconds=4.0)
+    for i in range(40):
+        m2.update(t=i, hop_seconds=1.0, probs=np.array([0.8, 0.1, 0.1]), arousal=1.0 if i % 2 else -1.0)
+    assert abs(m2.arousal) < 0.3 and m2.valence is None  # alternating windows average out; no valence head

@@ -33,6 +33,8 @@ def window_message(res: WindowResult, *, mood: MoodState, labels: tuple[str, ...
         "probs": probs_json(res.probs, labels),
         "mood": mood.mood,
         "level_dbfs": round(res.level_dbfs, 1),
+        "arousal": None if res.arousal is None else round(res.arousal, 3),
+        "valence": None if res.valence is None else round(res.valence, 3),
     }
 
 

@@ -126,14 +126,15 @@ def discovery_messages(cfg: MqttConfig, *, labels: tuple[str, ...], adaptation: 
         ("sensor", "arousal"): {
             "name": "Arousal",
             "state_topic": state,
-            "value_template": "{{ value_json.arousal if value_json.arousal is not none else 0 }}",
+            # null (idle, muted) renders "None": Home Assistant shows unknown, never a made-up 0 (the boundary)
+            "value_template": "{{ value_json.arousal }}",
             "state_class": "measurement",
             "icon": "mdi:lightning-bolt",
         },
         ("sensor", "valence"): {
             "name": "Valence",
             "state_topic": state,
-            "value_template": "{{ value_json.valence if value_json.valence is not none else 0 }}",
+            "value_template": "{{ value_json.valence }}",
             "state_class": "measurement",
             "icon": "mdi:emoticon-happy-outline",
         },

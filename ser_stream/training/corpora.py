@@ -1,13 +1,19 @@
-"""Labelled corpora: which clips, with which emotion and speaker."""
+"""Labelled corpora: which clips, with which emotion and speaker.
+
+Two layouts: RAVDESS file names (``MM-VV-EE-II-SS-RR-AA``), or any folder with a
+``labels.csv`` (``path,emotion,speaker``; RAVDESS's emotion words; other columns
+ignored), as ``../shared/data/emodb``.
+"""
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputMissingError
+from ..errors import EX_DATAERR, InputMissingError, SerStreamError
 from ..model import LABELS
 
 log = logging.getLogger(__name__)
@@ -20,9 +26,64 @@ RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 class Clip:
     path: Path
     label: int  # index into LABELS
-    actor: int
-    statement: int
-    intensity: int
+    actor: int | str  # the speaker: RAVDESS's actor number, or labels.csv's speaker
+    statement: int = 0  # RAVDESS only (0: unknown)
+    intensity: int = 0  # RAVDESS: 1 normal, 2 strong (0: unknown)
+
+
+LABELS_CSV = "labels.csv"
+
+
+class LabelsError(SerStreamError):
+    """A labels.csv that cannot be used; the message names the file and line (exit 65)."""
+
+    exit_code = EX_DATAERR
+
+
+def scan_corpus(data_dir: Path) -> list[Clip]:
+    """The clips of ``data_dir``: from its ``labels.csv`` when it has one, else RAVDESS names."""
+    if (data_dir / LABELS_CSV).is_file():
+        return scan_labels_csv(data_dir / LABELS_CSV)
+    return scan_ravdess(data_dir)
+
+
+def scan_labels_csv(path: Path) -> list[Clip]:
+    """Clips listed in a ``labels.csv`` (paths relative to its folder), in file order.
+
+    Raises LabelsError naming the file and line for a missing column, an empty speaker, or an
+    emotion outside the eight; a listed file that does not exist is skipped with a warning.
+    """
+    folder = path.parent
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelsError(f"{path}: cannot read: {exc}") from None
+    reader = csv.DictReader(text.splitlines())
+    missing = {"path", "emotion", "speaker"} - set(reader.fieldnames or ())
+    if missing:
+        raise LabelsError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))} (need path,emotion,speaker)")
+    clips, absent = [], []
+    for row in reader:
+        line = reader.line_num
+        emotion = (row["emotion"] or "").strip().lower()
+        speaker = (row["speaker"] or "").strip()
+        rel = (row["path"] or "").strip()
+        if emotion not in LABELS:
+            raise LabelsError(f"{path}: line {line}: emotion {row['emotion']!r} is not one of {', '.join(LABELS)}")
+        if not speaker or not rel:
+            raise LabelsError(f"{path}: line {line}: empty path or speaker")
+        audio = folder / rel
+        if not audio.is_file():
+            absent.append((line, audio))
+            continue
+        clips.append(Clip(audio, LABELS.index(emotion), speaker))
+    for line, audio in absent[:20]:
+        log.warning("%s: line %d: %s does not exist; skipped", path, line, audio)
+    if not clips:
+        raise InputMissingError(f"{path}: lists no existing audio file")
+    log.info("%s: %d clips from %d speakers (%d listed files missing)", path, len(clips), len({c.actor for c in clips}),
+             len(absent))
+    return clips
 
 
 def scan_ravdess(data_dir: Path) -> list[Clip]:

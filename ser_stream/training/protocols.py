@@ -10,13 +10,15 @@ import numpy as np
 
 from ..adaptation import PRIOR_WINDOWS, batch_mean
 from ..features import FeatureDefinition
-from ..model import LABELS
-from .corpora import Clip, scan_ravdess
+from ..model import LABELS, Heads
+from .corpora import Clip, scan_corpus
 from .extract import View, extract_dataset, extract_for_training
-from .fit import stats_windows, fit, fit_adaptive, stack_windows, to_model
+from .fit import classifier_of, fit, fit_adaptive, stack_windows, stats_windows, to_model
+from .metrics import summarize_predictions
 from .report import write_report
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..model import AdaptiveHead, Model
 
 log = logging.getLogger(__name__)
@@ -34,28 +36,9 @@ def _fold(train_idx: np.ndarray, test_idx: np.ndarray, clips: list[Clip], train_
     """Train on ``train_idx`` clips, predict the ``test_idx`` clips; returns (test_idx, predicted label indices)."""
     X, y = stack_windows([clips[i] for i in train_idx], [train_vecs[i] for i in train_idx])
     scaler, clf = fit(X, y, seed=seed)
-    model = to_model(scaler, clf, fdef=fdef, meta={})
+    model = to_model(Heads(classifier_of(scaler, clf)), fdef=fdef, meta={}, labels=tuple(LABELS[int(c)] for c in clf.classes_))
     probs = _clip_predictions(model, [test_vecs[i] for i in test_idx])
     return test_idx, clf.classes_[np.argmax(probs, axis=1)]
-
-
-def summarize_predictions(y_true: np.ndarray, y_pred: np.ndarray, *, labels: tuple[str, ...], protocol: str) -> dict[str, Any]:
-    k = len(labels)
-    conf = np.zeros((k, k), dtype=int)
-    for t, p in zip(y_true, y_pred):
-        conf[t, p] += 1
-    support = conf.sum(axis=1)
-    recall = np.divide(np.diag(conf), support, out=np.zeros(k), where=support > 0)
-    present = support > 0
-    return {
-        "protocol": protocol,
-        "n": int(len(y_true)),
-        "accuracy": round(float(np.mean(y_true == y_pred)), 4),
-        "uar": round(float(recall[present].mean()), 4),
-        "per_class": {lab: round(float(r), 4) for lab, r, ok in zip(labels, recall, present) if ok},
-        "labels": list(labels),
-        "confusion": conf.tolist(),
-    }
 
 
 def cross_validate(*, clips: list[Clip], train_vecs: list[np.ndarray], test_vecs: list[np.ndarray],
@@ -110,7 +93,7 @@ def _fold_adaptive(train_idx: np.ndarray, test_idx: np.ndarray, clips: list[Clip
                    realistic: bool) -> tuple[np.ndarray, np.ndarray]:
     """Train the adaptive head on ``train_idx``; score each test clip with the statistics of its
     speaker's *other* clips (realistic: only their neutral and calm clips), as the daemon would."""
-    head = fit_adaptive(clips, stats_vecs, train_vecs, list(train_idx), realistic=realistic, seed=seed)
+    head = fit_adaptive(clips, stats_vecs, train_vecs, list(train_idx), seed=seed)
     # every fold trains on all 8 labels, so the argmax is the label index
     preds = [int(np.argmax(_adaptive_clip_probs(head, i, test_idx, clips, test_vecs, realistic=realistic)))
              for i in test_idx]
@@ -140,21 +123,28 @@ def speaker_adaptive(*, clips: list[Clip], stats_vecs: list[np.ndarray], train_v
 
 def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, report: Path | None,
                      degrade: str | None = None, augment_copies: int | None = None,
-                     window_seconds: float = 3.0, hop_seconds: float = 1.0) -> dict[str, Any]:
+                     window_seconds: float = 3.0, hop_seconds: float = 1.0,
+                     config: "Config | None" = None) -> dict[str, Any]:
     """Cross-validated evaluation; returns the summary (the CLI prints it as the last line).
 
     Test clips are heard as the daemon hears them: its window and hop, through the same analyzer.
     """
     from ..features import build_feature_matrices
 
-    clips = scan_ravdess(data_dir)
+    clips = scan_corpus(data_dir)
     if protocol == "seed4":
         keep = {LABELS.index(lab) for lab in SEED4_LABELS}
         clips = [c for c in clips if c.label in keep]
     fdef = build_feature_matrices()
     data = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed,
                                 test_view=View(window_seconds, hop_seconds, degrade))
-    if protocol == "speaker-adaptive":
+    if protocol == "household":
+        from ..config import Config
+        from .household import household_cross_validation
+
+        cv = household_cross_validation(data.clips, data, fdef=fdef, config=config or Config(), seed=seed, jobs=jobs)
+        summary = {**cv.household, "speaker_independent_uar": cv.speaker_independent["uar"]}
+    elif protocol == "speaker-adaptive":
         summary = speaker_adaptive(clips=data.clips, stats_vecs=data.stats, train_vecs=data.train_adaptive, test_vecs=data.test,
                                    seed=seed, jobs=jobs)
     else:
@@ -168,14 +158,21 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
 
 
 def evaluate_model(model: "Model", *, data_dir: Path, jobs: int, report: Path | None, degrade: str | None = None,
-                   seed: int = 0, adaptive: bool = False) -> dict[str, Any]:
+                   seed: int = 0, adaptive: bool = False, household: "Config | None" = None) -> dict[str, Any]:
     """Score a trained bundle as it is on every clip of ``data_dir`` (no training): protocol ``fixed-model``.
 
     With ``adaptive``, its adaptive head scores each clip centred on the mean of the same
     speaker's other clips, as the daemon would (``fixed-model-adaptive``; ``uar`` from their neutral
     and calm clips, ``uar_balanced_stats`` from all of them).
     """
-    clips = scan_ravdess(data_dir)
+    clips = scan_corpus(data_dir)
+    if household is not None:
+        from .household import evaluate_household
+
+        summary = {**evaluate_household(model, clips, config=household, jobs=jobs, seed=seed), "model": str(model.path)}
+        if report is not None:
+            write_report(summary, report)
+        return summary
     clips, vecs = extract_dataset(clips, fdef=model.features, jobs=jobs, views={"test": View(3.0, 1.0, degrade)}, seed=seed)
     y_true = np.array([c.label for c in clips])
     if not adaptive:
