@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", parents=[cfg], help="train a model bundle on RAVDESS-named audio or a folder with labels.csv")
     tr.add_argument("--data", type=Path, required=True, metavar="DIR")
-    tr.add_argument("--out", type=Path, default=Path("ser-stream-model.joblib"), metavar="FILE")
+    tr.add_argument("--out", type=Path, default=Path("ser-stream-model.npz"), metavar="FILE")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     tr.add_argument("--augment-copies", type=int, metavar="N",
@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("devices", parents=[cfg], help="list audio input devices")
     dev.add_argument("--json", action="store_true", help="one JSON object per device")
+
+    cm = sub.add_parser("convert-model", parents=[cfg],
+                        help="convert an old joblib (pickle) bundle into the data-only .npz format; unpickling runs "
+                             "code, so only convert a file you trust")
+    cm.add_argument("old", type=Path, metavar="OLD")
+    cm.add_argument("new", type=Path, metavar="NEW")
 
     sub.add_parser("check-config", parents=[cfg], help="validate the config (and model) and print the effective config")
     sub.add_parser("reset-adaptation", parents=[cfg],
@@ -246,6 +252,19 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_convert_model(args: argparse.Namespace) -> int:
+    from .bundle import convert_pickle
+
+    config = _load(args)
+    _setup_logging(config.logging.level)
+    if args.new.suffix.lower() != ".npz":
+        raise UsageError(f"{args.new}: the converted bundle must end in .npz")
+    log.warning("unpickling %s: this runs whatever code the file holds; only convert files you trust", args.old)
+    digest = convert_pickle(args.old, args.new)
+    log.info("wrote %s (arrays sha256 %s)", args.new, digest)
+    return EX_OK
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     import yaml
 
@@ -296,6 +315,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "devices": cmd_devices,
+    "convert-model": cmd_convert_model,
     "check-config": cmd_check_config,
     "reset-adaptation": cmd_reset_adaptation,
     "mqtt-unregister": cmd_mqtt_unregister,

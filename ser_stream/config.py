@@ -77,7 +77,7 @@ EMOTION_LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgus
 
 class ModelConfig(_Section):
     path: Path | None = None
-    """Model bundle (.joblib); null = the bundled default model."""
+    """Model bundle (.npz, data only); null = the bundled default model."""
     household_prior: dict[str, float] | None = None
     """How often each emotion is heard in this home (relative weights; labels left out get 0.01).
     Applied to every window's probabilities by Bayes' rule, from the training corpus's label shares.

@@ -1,7 +1,8 @@
 """Model bundle: load/save, integrity checks, and the numpy forward pass.
 
-A bundle is a joblib file holding one dict of plain numpy arrays and metadata
-(see ../shared/DESIGN.md). Loading needs neither scikit-learn nor librosa.
+A bundle is one dict of plain numpy arrays and metadata, stored data-only by
+:mod:`ser_stream.bundle` (see ../shared/DESIGN.md). Loading needs neither
+scikit-learn nor librosa, and executes nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 BUNDLE_FORMAT = "ser-stream-model"
 BUNDLE_VERSION = 1
 LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.joblib"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.npz"
 _ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 
 
@@ -157,6 +158,7 @@ class Model:
     meta: dict[str, Any]
     path: Path | None = None
     adaptive: AdaptiveHead | None = None  # present in bundles trained for per-stream adaptation
+    sha256: str | None = None  # of the bundle's arrays, as recorded in and checked against the file
 
     @property
     def classifier(self) -> Classifier:
@@ -183,13 +185,11 @@ class Model:
             **self.meta,
         }
 
-    def save(self, path: Path) -> None:
-        import joblib
+    def save(self, path: Path) -> str:
+        """Write the data-only bundle (:mod:`ser_stream.bundle`); returns its arrays' SHA-256."""
+        from .bundle import write_bundle
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        joblib.dump(self.to_bundle(), tmp, compress=3)
-        tmp.replace(path)
+        return write_bundle(self.to_bundle(), Path(path))
 
 
 def _classifier(part: Any, *, where: str, n_in: int, n_out: int) -> Classifier:
@@ -270,18 +270,14 @@ def from_bundle(bundle: Any, *, path: Path | None = None) -> Model:
 
 def load_model(path: Path | None) -> Model:
     """Load and check a bundle; ``None`` = the bundled default. Raises ModelError (exit 78)."""
-    import joblib
+    from .bundle import read_bundle
 
     path = DEFAULT_MODEL_PATH if path is None else Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found (model.path)")
-    try:
-        bundle = joblib.load(path)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
-        raise ModelError(f"{path}: cannot read model bundle: {type(exc).__name__}: {exc}") from None
+    bundle = read_bundle(path)
+    digest = bundle.pop("_sha256")
     try:
         model = from_bundle(bundle, path=path)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"{path}: invalid model bundle: {exc}") from None
-    log.debug("loaded model %s (%d labels, %d inputs)", path, len(model.labels), model.features.vector_size)
-    return model
+    log.debug("loaded model %s (%d labels, %d inputs, sha256 %s)", path, len(model.labels), model.features.vector_size, digest)
+    return replace(model, sha256=digest)

@@ -5,11 +5,11 @@ import logging
 import threading
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 
 from ser_stream.adaptation import Prior, RunningStats, batch_mean, shrunk_mean
+from ser_stream.bundle import read_bundle, write_bundle
 from ser_stream.capture.file import FileSource
 from ser_stream.config import Config
 from ser_stream.errors import ModelError
@@ -91,16 +91,17 @@ def test_saved_statistics_round_trip_and_bad_ones_are_refused():
 def test_default_model_has_an_adaptive_head_and_a_bad_one_is_a_model_error(tmp_path: Path):
     model = load_model(None)
     assert model.adaptive is not None and model.adaptive.prior.mean.shape == (model.features.vector_size,)
-    bundle = joblib.load(DEFAULT_MODEL_PATH)
+    bundle = read_bundle(DEFAULT_MODEL_PATH)
+    del bundle["_sha256"]
     bundle["adaptive"]["prior"]["var"] = bundle["adaptive"]["prior"]["var"][:-1]
-    joblib.dump(bundle, tmp_path / "bad.joblib")
+    write_bundle(bundle, tmp_path / "bad.npz")
     with pytest.raises(ModelError, match="adaptive.prior"):
-        load_model(tmp_path / "bad.joblib")
+        load_model(tmp_path / "bad.npz")
     del bundle["adaptive"]
-    joblib.dump(bundle, tmp_path / "plain.joblib")
-    assert load_model(tmp_path / "plain.joblib").adaptive is None
+    write_bundle(bundle, tmp_path / "plain.npz")
+    assert load_model(tmp_path / "plain.npz").adaptive is None
     with pytest.raises(ValueError, match="adaptive head"):
-        Analyzer(fdef=model.features, model=load_model(tmp_path / "plain.joblib"), window_seconds=3.0, hop_seconds=1.0,
+        Analyzer(fdef=model.features, model=load_model(tmp_path / "plain.npz"), window_seconds=3.0, hop_seconds=1.0,
                  adapter=RunningStats(prior=model.adaptive.prior))
 
 

@@ -140,12 +140,12 @@ def test_short_file_is_classified_once_padded_with_a_warning(tmp_path: Path, cli
 
 
 def test_bad_model_exits_78(tmp_path: Path, clip: Path):
-    r = cli("run", "--input", str(clip), "--model", str(tmp_path / "none.joblib"))
-    assert r.returncode == 78 and "none.joblib: model file not found" in r.stderr.decode()
-    bad = tmp_path / "bad.joblib"
+    r = cli("run", "--input", str(clip), "--model", str(tmp_path / "none.npz"))
+    assert r.returncode == 78 and "none.npz: model file not found" in r.stderr.decode()
+    bad = tmp_path / "bad.npz"
     bad.write_bytes(b"corrupt")
     r = cli("classify", str(clip), "--model", str(bad))
-    assert r.returncode == 78 and "bad.joblib" in r.stderr.decode()
+    assert r.returncode == 78 and "bad.npz" in r.stderr.decode()
 
 
 def test_usage_errors_exit_2(clip: Path):

@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 import soundfile as sf
 
 from ser_stream import features as F
 from ser_stream.errors import ModelError
+from ser_stream.bundle import read_bundle, write_bundle
 from ser_stream.model import DEFAULT_MODEL_PATH, LABELS, load_model
 
 # Stated tolerance of the parity with librosa (float32 arithmetic on both sides).
@@ -144,31 +144,35 @@ def test_default_model_loads_without_sklearn_or_librosa():
 def test_bundle_round_trip(tmp_path: Path):
     m = load_model(None)
     assert m.labels == LABELS
-    m.save(tmp_path / "copy.joblib")
-    m2 = load_model(tmp_path / "copy.joblib")
+    digest = m.save(tmp_path / "copy.npz")
+    m2 = load_model(tmp_path / "copy.npz")
+    assert digest == m.sha256 == m2.sha256  # the same arrays give the same checksum
     v = np.random.default_rng(0).normal(size=(3, m.features.vector_size))
     np.testing.assert_array_equal(m.predict_proba(v), m2.predict_proba(v))
+    for heads in (m2.heads, m2.adaptive.heads):  # the shipped model has calibrated emotion heads and both dimensions
+        assert heads.emotion.temperature > 1.0 and heads.arousal is not None and heads.valence is not None
 
 
 def test_missing_and_corrupt_bundles_are_model_errors(tmp_path: Path):
-    with pytest.raises(ModelError, match="nope.joblib: model file not found"):
-        load_model(tmp_path / "nope.joblib")
-    bad = tmp_path / "garbage.joblib"
-    bad.write_bytes(b"\x00not a joblib file at all")
-    with pytest.raises(ModelError, match="garbage.joblib: cannot read model bundle"):
+    with pytest.raises(ModelError, match="nope.npz: model file not found"):
+        load_model(tmp_path / "nope.npz")
+    bad = tmp_path / "garbage.npz"
+    bad.write_bytes(b"\x00not a bundle at all")
+    with pytest.raises(ModelError, match="garbage.npz: cannot read model bundle"):
         load_model(bad)
-    truncated = tmp_path / "truncated.joblib"
+    truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(DEFAULT_MODEL_PATH.read_bytes()[:5000])
-    with pytest.raises(ModelError, match="truncated.joblib"):
+    with pytest.raises(ModelError, match="truncated.npz: cannot read model bundle"):
         load_model(truncated)
-    bundle = joblib.load(DEFAULT_MODEL_PATH)
+    bundle = read_bundle(DEFAULT_MODEL_PATH)
+    del bundle["_sha256"]
     bundle["scaler"]["mean"] = bundle["scaler"]["mean"][:-1]
-    joblib.dump(bundle, tmp_path / "shape.joblib")
+    write_bundle(bundle, tmp_path / "shape.npz")
     with pytest.raises(ModelError, match="scaler shapes"):
-        load_model(tmp_path / "shape.joblib")
-    joblib.dump({"hello": 1}, tmp_path / "other.joblib")
+        load_model(tmp_path / "shape.npz")
+    write_bundle({"hello": 1}, tmp_path / "other.npz")
     with pytest.raises(ModelError, match="not a ser-stream-model bundle"):
-        load_model(tmp_path / "other.joblib")
+        load_model(tmp_path / "other.npz")
 
 
 def test_dynamics_measure_change_and_trend(fdef):

@@ -26,7 +26,7 @@ def emodb_small(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def test_household_protocol_scores_a_fixed_model_on_a_labels_csv_corpus(emodb_small: Path, tmp_path: Path):
-    r = cli("evaluate", "--protocol", "household", "--data", str(emodb_small), "--model", "models/default.joblib",
+    r = cli("evaluate", "--protocol", "household", "--data", str(emodb_small), "--model", "models/default.npz",
             "--report", str(tmp_path), timeout=600)
     assert r.returncode == 0, r.stderr.decode()
     s = json.loads(r.stdout.decode().splitlines()[-1])
@@ -46,11 +46,11 @@ def test_labels_outside_the_eight_are_refused_with_file_and_line(emodb_small: Pa
     first = sorted(p for p in emodb_small.iterdir() if p.suffix == ".flac")[0]
     (bad / first.name).symlink_to(first.resolve())
     (bad / "labels.csv").write_text(f"path,emotion,speaker\n{first.name},angry,03\n{first.name},boredom,03\n")
-    r = cli("evaluate", "--protocol", "household", "--data", str(bad), "--model", "models/default.joblib")
+    r = cli("evaluate", "--protocol", "household", "--data", str(bad), "--model", "models/default.npz")
     assert r.returncode == 65
     assert f"{bad / 'labels.csv'}: line 3: emotion 'boredom' is not one of" in r.stderr.decode()
     (bad / "labels.csv").write_text(f"path,label\n{first.name},angry\n")
-    r = cli("evaluate", "--protocol", "household", "--data", str(bad), "--model", "models/default.joblib")
+    r = cli("evaluate", "--protocol", "household", "--data", str(bad), "--model", "models/default.npz")
     assert r.returncode == 65 and "missing column(s) emotion, speaker" in r.stderr.decode()
 
 
