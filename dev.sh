@@ -37,14 +37,18 @@ setup() {
   apt_install "${APT_RUNTIME[@]}" "$@"
   python_ok || apt_install python3 python3-venv python3-pip
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  local stamp=".venv/.installed-$extras-$(cat pyproject.toml | sha1sum | cut -c1-12)"
-  if [ ! -f "$stamp" ]; then
-    log "installing Python packages into .venv ($extras)"
-    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    local spec="."; [ "$extras" = runtime ] || spec=".[$extras]"
-    .venv/bin/python -m pip install -q -e "$spec"
-    rm -f .venv/.installed-*; touch "$stamp"
-  fi
+  local hash; hash="$(sha1sum < pyproject.toml | cut -c1-12)"
+  # extras nest (test > train > runtime): an environment holding more than asked counts as installed
+  local have
+  for have in test train runtime; do
+    [ -f ".venv/.installed-$have-$hash" ] && return 0
+    [ "$have" = "$extras" ] && break
+  done
+  log "installing Python packages into .venv ($extras)"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  local spec="."; [ "$extras" = runtime ] || spec=".[$extras]"
+  .venv/bin/python -m pip install -q -e "$spec"
+  rm -f .venv/.installed-*; touch ".venv/.installed-$extras-$hash"
 }
 
 cmd="${1:-run}"; [ $# -gt 0 ] && shift

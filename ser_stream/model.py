@@ -23,7 +23,24 @@ log = logging.getLogger(__name__)
 BUNDLE_FORMAT = "ser-stream-model"
 BUNDLE_VERSION = 1
 LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.npz"
+DEFAULT_MODEL_NAME = "default.npz"
+
+
+def _default_model_path() -> Path:
+    """The bundled default model: inside the installed package (``ser_stream.models``, any install),
+    else ``models/`` beside the package (a source checkout run in place)."""
+    try:
+        from importlib.resources import files
+
+        found = files("ser_stream.models") / DEFAULT_MODEL_NAME
+        if found.is_file():
+            return Path(str(found))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME
+
+
+DEFAULT_MODEL_PATH = _default_model_path()
 _ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 
 
