@@ -34,7 +34,7 @@ def test_unit_hardening_score(tmp_path: Path):
                        capture_output=True, text=True)
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout + r.stderr)
     assert m, r.stdout + r.stderr
-    assert float(m.group(1)) <= 2.5
+    assert float(m.group(1)) <= 1.5  # 1.5 measured: loopback and private ranges only, private mounts
 
 
 def test_unit_runs_the_documented_command():
