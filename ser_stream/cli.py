@@ -156,7 +156,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         source = FileSource(args.input, realtime=not args.fast)
     else:
         a = config.audio
-        source = MicrophoneSource(device=a.device, sample_rate_hz=a.sample_rate_hz, channels=a.channels, block_seconds=a.block_seconds)
+        source = MicrophoneSource(device=a.device, sample_rate_hz=a.sample_rate_hz, channels=a.channels,
+                                  block_seconds=a.block_seconds, stall_seconds=a.stall_seconds,
+                                  watchdog_budget_seconds=a.watchdog_budget_seconds)
     sinks = []
     if config.output.stdout.enabled:
         fmt = config.output.stdout.format

@@ -47,6 +47,10 @@ class AudioConfig(_Section):
     """Capture block length (the device callback's period)."""
     buffer_seconds: float = Field(default=30.0, ge=5.0, le=600.0)
     """Ring buffer capacity; older unread audio is overwritten (and counted)."""
+    stall_seconds: float = Field(default=5.0, ge=0.5, le=600.0)
+    """A device that delivers no audio this long is closed, PortAudio re-initialised and the device reopened."""
+    watchdog_budget_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
+    """Reopen attempts keep the systemd watchdog fed this long; a capture dead for longer gets the service restarted."""
 
 
 class WindowConfig(_Section):

@@ -40,6 +40,8 @@ class Source(Protocol):
     sample_rate_hz: int
     block_frames: int  # samples per block the source writes
     error: Exception | None
+    healthy: bool  # False: capture has been dead past its budget (stop feeding the watchdog)
+    state: str  # one line for STATUS=
 
     def start(self, ring: RingBuffer, stop: threading.Event) -> None: ...
 
@@ -58,6 +60,7 @@ class Notifier:
         usec = os.environ.get("WATCHDOG_USEC")
         self.watchdog_seconds = int(usec) / 1e6 if usec and usec.isdigit() else None
         self._last_ping = 0.0
+        self._status = ""
 
     def send(self, *lines: str) -> None:
         if self._sock is None:
@@ -66,6 +69,17 @@ class Notifier:
             self._sock.sendto("\n".join(lines).encode(), self._addr)
         except OSError as exc:
             log.debug("sd_notify failed: %s", exc)
+
+    def ready(self, line: str) -> None:
+        """READY=1 with the first STATUS= line."""
+        self._status = line
+        self.send("READY=1", f"STATUS={line}")
+
+    def status(self, line: str) -> None:
+        """STATUS=line, sent only when it changes."""
+        if line != self._status:
+            self._status = line
+            self.send(f"STATUS={line}")
 
     def watchdog(self) -> None:
         if self.watchdog_seconds and time.monotonic() - self._last_ping >= self.watchdog_seconds / 3:
@@ -323,12 +337,14 @@ def run_stream(
     limit = None if max_seconds is None else int(round(max_seconds * source.sample_rate_hz))
     consumed = 0  # source samples read from the ring, muted or not
     source.start(ring, stop)
-    notifier.send("READY=1", f"STATUS=listening on {source.name}")
+    notifier.ready(source.state)
     try:
         while not stop.is_set():
             n = ring.read(block, stop)
             source.poll()
-            notifier.watchdog()
+            if source.healthy:
+                notifier.watchdog()
+            notifier.status(source.state if not muted else "muted")
             if controls.take_adaptation_reset() and adapter is not None:
                 adapter.reset()
                 store.save(adapter)
@@ -343,7 +359,6 @@ def run_stream(
                 else:
                     analyzer.reset(t0=t_now)
                     resampler = Resampler(source.sample_rate_hz, model.sample_rate_hz)
-                notifier.send(f"STATUS={'muted' if muted else 'listening on ' + source.name}")
                 publish_state()
             if n == 0:
                 if ring.finished:

@@ -49,3 +49,115 @@ def test_run_captures_speech_then_silence_from_a_pulse_device(pulse, wav48: Path
     # the microphone's adaptation statistics were kept: one window each for the speech windows heard
     with np.load(tmp_path / "state" / "adaptation.npz") as kept:
         assert float(kept["n"]) == sum(speech)
+
+
+def _daemon(pulse, tmp_path: Path, *extra_env: tuple[str, str]) -> tuple[subprocess.Popen, Path]:
+    err_path = tmp_path / "stderr.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SER_STREAM_")}
+    env.update(pulse.env)
+    env["SER_STREAM_STATE__DIRECTORY"] = str(tmp_path / "state")
+    env.update(dict(extra_env))
+    err = open(err_path, "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "ser_stream", "run", "--device", "pulse", "--format", "json"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err)
+    err.close()
+    wait_for(lambda: b"capturing" in err_path.read_bytes(), proc, err_path, 20)
+    return proc, err_path
+
+
+def wait_for(cond, proc: subprocess.Popen, err_path: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert proc.poll() is None, err_path.read_text()
+        assert time.monotonic() < deadline, err_path.read_text()
+        time.sleep(0.1)
+
+
+def pactl(pulse, *args: str) -> None:
+    subprocess.run(["pactl", *args], env={**os.environ, **pulse.env}, check=True, capture_output=True)
+
+
+def test_a_stalled_device_is_noticed_and_capture_resumes(pulse, wav48: Path, tmp_path: Path):
+    """The sink suspended for 12 s: the monitor stays open but delivers nothing (a hung USB device)."""
+    proc, err_path = _daemon(pulse, tmp_path)
+    try:
+        time.sleep(2)
+        pactl(pulse, "suspend-sink", "sertest", "1")
+        wait_for(lambda: b"no audio from 'pulse'" in err_path.read_bytes(), proc, err_path, 15)
+        time.sleep(12 - 5)
+        pactl(pulse, "suspend-sink", "sertest", "0")
+        wait_for(lambda: b"flows again" in err_path.read_bytes(), proc, err_path, 40)
+        assert pulse.play(wav48).wait(20) == 0
+        time.sleep(4)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    log = err_path.read_text()
+    assert proc.returncode == 0, log
+    assert "the device stalled" in log and "reopened" in log
+    windows = [json.loads(x) for x in out.decode().splitlines()]
+    assert any(w["speech"] for w in windows[-8:]), log  # the clip played after the resume was heard
+
+
+def test_an_unloaded_sink_comes_back(pulse, wav48: Path, tmp_path: Path):
+    """The source disappears (module unloaded) and returns: the same process hears speech again."""
+    proc, err_path = _daemon(pulse, tmp_path)
+    try:
+        time.sleep(2)
+        out = subprocess.run(["pactl", "list", "short", "modules"], env={**os.environ, **pulse.env}, check=True,
+                             capture_output=True, text=True).stdout
+        module = next(line.split()[0] for line in out.splitlines() if "module-null-sink" in line)
+        pactl(pulse, "unload-module", module)
+        time.sleep(3)
+        pactl(pulse, "load-module", "module-null-sink", "sink_name=sertest", "rate=48000", "channels=2")
+        wait_for(lambda: err_path.read_text().count("reopened") >= 1 and b"flows again" in err_path.read_bytes(),
+                 proc, err_path, 60)
+        assert pulse.play(wav48).wait(20) == 0
+        time.sleep(4)
+    finally:
+        proc.terminate()
+        stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err_path.read_text()
+    windows = [json.loads(x) for x in stdout.decode().splitlines()]
+    assert any(w["speech"] for w in windows[-8:]), err_path.read_text()
+
+
+def test_watchdog_stops_while_capture_is_dead_past_its_budget(pulse, tmp_path: Path):
+    import socket
+
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    proc, err_path = _daemon(pulse, tmp_path, ("NOTIFY_SOCKET", str(path)), ("WATCHDOG_USEC", "600000"),
+                             ("SER_STREAM_AUDIO__STALL_SECONDS", "1"), ("SER_STREAM_AUDIO__WATCHDOG_BUDGET_SECONDS", "4"))
+    received: list[tuple[float, str]] = []
+
+    def collect(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                received.append((time.monotonic(), sock.recv(4096).decode()))
+            except socket.timeout:
+                pass
+
+    try:
+        collect(2)
+        suspended = time.monotonic()
+        pactl(pulse, "suspend-sink", "sertest", "1")
+        collect(10)
+        pactl(pulse, "suspend-sink", "sertest", "0")
+        resumed = time.monotonic()
+        collect(6)
+    finally:
+        pactl(pulse, "suspend-sink", "sertest", "0")
+        proc.terminate()
+        proc.communicate(timeout=30)
+        sock.close()
+    pings = [t for t, m in received if m == "WATCHDOG=1"]
+    assert any(t < suspended for t in pings)  # fed while audio flows
+    # the last audio came at `suspended`; after the 4 s budget (plus a margin) no ping until audio flows again
+    assert not [t for t in pings if suspended + 4 + 1.0 < t < resumed], received
+    assert any(t > resumed for t in pings), err_path.read_text()
+    statuses = [m for _, m in received if m.startswith("STATUS=")]
+    assert any("no audio from pulse" in m for m in statuses) and statuses[-1].startswith("STATUS=listening on")

@@ -97,7 +97,12 @@ class FileSource:
         self.realtime = realtime
         self.block_frames = max(1, int(self.sample_rate_hz * block_seconds))
         self.error: Exception | None = None
+        self.healthy = True  # a file never stalls: the watchdog is fed while it streams
         self._thread: threading.Thread | None = None
+
+    @property
+    def state(self) -> str:
+        return f"listening on {self.name}"
 
     def start(self, ring: RingBuffer, stop: threading.Event) -> None:
         self._thread = threading.Thread(target=self._run, args=(ring, stop), name="file-source", daemon=True)

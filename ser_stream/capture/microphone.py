@@ -2,8 +2,14 @@
 
 The device is opened at its native rate (resampling happens in the pipeline),
 so a 48 kHz microphone is never misread as 16 kHz. The callback only copies
-the block into the ring buffer and counts overflows. If the stream dies (a USB
-microphone unplugged), :meth:`MicrophoneSource.poll` reopens it with backoff.
+the block into the ring buffer and counts the samples and overflows. If the
+stream dies (a USB microphone unplugged), or stays open but delivers nothing for
+``stall_seconds`` (a hung USB device, a suspended PipeWire or PulseAudio node),
+:meth:`MicrophoneSource.poll` closes it, re-initialises PortAudio (so a device
+that came back under another index is found again by name) and reopens it with
+backoff. :attr:`MicrophoneSource.healthy` turns false once capture has been dead
+for longer than ``watchdog_budget_seconds``: the service then stops feeding the
+systemd watchdog, and systemd restarts it.
 """
 
 from __future__ import annotations
@@ -84,8 +90,16 @@ def resolve_device(device: str | int | None) -> dict[str, Any]:
 class MicrophoneSource:
     """Captures a microphone into the ring buffer. Owns the PortAudio stream."""
 
-    def __init__(self, *, device: str | int | None, sample_rate_hz: int | None, channels: int, block_seconds: float) -> None:
+    def __init__(self, *, device: str | int | None, sample_rate_hz: int | None, channels: int, block_seconds: float,
+                 stall_seconds: float = 5.0, watchdog_budget_seconds: float = 60.0) -> None:
         self._sd = _sd()
+        self.stall_seconds = stall_seconds
+        self.watchdog_budget_seconds = watchdog_budget_seconds
+        self.frames_received = 0  # written by the PortAudio callback only
+        self.restarts = 0
+        self._seen = 0
+        self._last_audio = time.monotonic()
+        self._dead_since: float | None = None  # when capture stopped delivering (None: it delivers)
         self.info = resolve_device(device)
         self.device = device
         self.name = str(self.info["name"])
@@ -102,6 +116,7 @@ class MicrophoneSource:
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if status:
             self.status_flags += 1
+        self.frames_received += frames
         ring = self._ring
         if ring is not None:
             ring.write(indata[:, 0] if indata.shape[1] == 1 else indata.mean(axis=1, dtype=np.float32))
@@ -129,26 +144,63 @@ class MicrophoneSource:
         self._open()
         log.info("capturing %r at %d Hz, %d channel(s)", self.name, self.sample_rate_hz, self.channels)
 
+    @property
+    def healthy(self) -> bool:
+        """False once capture has delivered nothing for longer than the watchdog budget."""
+        return self._dead_since is None or time.monotonic() - self._dead_since < self.watchdog_budget_seconds
+
+    @property
+    def state(self) -> str:
+        """One line for systemd's STATUS=."""
+        if self._dead_since is None:
+            return f"listening on {self.name}"
+        return f"no audio from {self.name} for {time.monotonic() - self._dead_since:.0f} s; reopening"
+
     def poll(self) -> None:
-        """Called by the pipeline between reads: reopen a stream that died, with backoff."""
-        if self._stream is not None and self._stream.active:
-            self._backoff = 1.0
-            return
+        """Called by the pipeline between reads: reopen a stream that died or stalled, with backoff."""
         now = time.monotonic()
+        if self.frames_received != self._seen:
+            self._seen = self.frames_received
+            self._last_audio = now
+            if self._dead_since is not None:
+                log.warning("audio from %r flows again after %.1f s", self.name, now - self._dead_since)
+                self._dead_since = None
+                self._backoff = 1.0
+        active = self._stream is not None and self._stream.active
+        stalled = active and now - self._last_audio >= self.stall_seconds
+        if active and not stalled:
+            return
+        if self._dead_since is None:
+            self._dead_since = now if not stalled else self._last_audio
         if now < self._retry_at:
             return
-        if self._stream is not None:
+        if stalled:
+            log.warning("no audio from %r for %.0f s (the device stalled): reopening", self.name, now - self._last_audio)
+        elif self._stream is not None:
             log.warning("input stream on %r stopped; reopening", self.name)
-            self._close_stream()
+        self._close_stream()
+        self.restarts += 1
+        self._reinitialise()
         try:
-            self.info = resolve_device(self.device)
+            # an index may now name another device: look the device up again by the name it had
+            self.info = resolve_device(self.device if not isinstance(self.device, int) else self.name)
             self.name = str(self.info["name"])
             self._open()
+            self._last_audio = now  # give the new stream stall_seconds to deliver
             log.info("input device %r reopened", self.name)
         except DeviceError as exc:
-            self._retry_at = now + self._backoff
             log.warning("%s (retrying in %.0f s)", exc, self._backoff)
-            self._backoff = min(self._backoff * 2.0, 30.0)
+        self._retry_at = now + self._backoff
+        self._backoff = min(self._backoff * 2.0, 30.0)
+
+    def _reinitialise(self) -> None:
+        """Re-initialise PortAudio: its device list is read once, at initialisation."""
+        sd = self._sd
+        try:
+            sd._terminate()
+            sd._initialize()
+        except Exception:  # noqa: BLE001 - a half-initialised PortAudio is retried on the next attempt
+            log.debug("re-initialising PortAudio failed", exc_info=True)
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
