@@ -56,7 +56,7 @@ def _unflatten(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(obj, dict):
         if set(obj) == {ARRAY_KEY}:
             name = obj[ARRAY_KEY]
-            if name not in arrays:
+            if not isinstance(name, str) or name not in arrays:
                 raise ValueError(f"array {name!r} is referenced but not stored")
             return arrays[name]
         return {k: _unflatten(v, arrays) for k, v in obj.items()}

@@ -22,7 +22,8 @@ from .errors import EX_CONFIG, SerStreamError
 
 ENV_PREFIX = "SER_STREAM_"
 # Environment variables with the prefix that are not config keys.
-NON_CONFIG_ENV = {"SER_STREAM_CONFIG", "SER_STREAM_DATA_DIR"}
+NON_CONFIG_ENV = {"SER_STREAM_CONFIG", "SER_STREAM_DATA_DIR", "SER_STREAM_FUZZ_CASES"}
+MAX_CONFIG_CHARS = 256_000  # a real config is a few kB
 
 
 class ConfigError(SerStreamError):
@@ -237,10 +238,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError(f"{path}: {len(text)} characters; a config file is at most {MAX_CONFIG_CHARS}")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

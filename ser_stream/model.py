@@ -294,7 +294,7 @@ def load_model(path: Path | None) -> Model:
     digest = bundle.pop("_sha256")
     try:
         model = from_bundle(bundle, path=path)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ModelError(f"{path}: invalid model bundle: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a bundle is untrusted data: whatever its content breaks, it is invalid
+        raise ModelError(f"{path}: invalid model bundle: {type(exc).__name__}: {exc}") from None
     log.debug("loaded model %s (%d labels, %d inputs, sha256 %s)", path, len(model.labels), model.features.vector_size, digest)
     return replace(model, sha256=digest)

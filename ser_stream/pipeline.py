@@ -81,6 +81,9 @@ def prior_weights(model: Model, label_prior: np.ndarray) -> np.ndarray:
     return (prior / prior.sum()) / train
 
 
+MAX_ABS_SAMPLE = 16.0  # float audio is nominally within [-1, 1]; beyond 24 dB over full scale it is damage
+
+
 def _round_to(value_seconds: float, *, sr: int, step: int) -> int:
     return max(step, int(round(value_seconds * sr / step)) * step)
 
@@ -122,6 +125,7 @@ class Analyzer:
         self.vad_noise_margin_db = vad_noise_margin_db
         self.vad_min_active_seconds = vad_min_active_seconds
         self.keep_vectors = keep_vectors
+        self.damaged_samples = 0  # non-finite or absurdly large input samples replaced (see push)
         self.reset(t0=0.0)
 
     def reset(self, *, t0: float) -> None:
@@ -139,6 +143,10 @@ class Analyzer:
 
     def push(self, samples: np.ndarray) -> list[WindowResult]:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if not np.isfinite(samples).all() or samples.size and float(np.abs(samples).max()) > MAX_ABS_SAMPLE:
+            # a damaged file or device: NaN/infinity become silence, absurd magnitudes are clipped
+            self.damaged_samples += int(np.count_nonzero(~np.isfinite(samples) | (np.abs(samples) > MAX_ABS_SAMPLE)))
+            samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0), -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE)
         if samples.size:
             self._buf = np.concatenate([self._buf, samples])
             self.samples_seen += samples.size

@@ -383,6 +383,9 @@ def run_stream(
         source.stop()  # capture first ...
         stats.overflow_samples = ring.overflow_samples
         stats.seconds = consumed / source.sample_rate_hz
+        if analyzer.damaged_samples:
+            log.warning("%s: %d non-finite or out-of-range samples were replaced by silence or clipped",
+                        source.name, analyzer.damaged_samples)
         if ring.overflow_samples:
             log.warning("ring buffer overflow: %d samples lost in %d events", ring.overflow_samples, ring.overflow_events)
         if store is not None:

@@ -38,6 +38,8 @@ def test_household_protocol_scores_a_fixed_model_on_a_labels_csv_corpus(emodb_sm
     ft = s["false_triggers"]
     assert ft["windows"] > 20 and 0.0 <= ft["emotional_mood_share"] <= 1.0 and ft["changes_per_hour"] >= 0
     assert (tmp_path / "household-confusion.png").stat().st_size > 1000
+    assert (tmp_path / "household-reliability.png").stat().st_size > 1000
+    assert sum(row[1] for row in s["reliability"]) == s["windows"]
 
 
 def test_labels_outside_the_eight_are_refused_with_file_and_line(emodb_small: Path, tmp_path: Path):

@@ -49,7 +49,7 @@ class Subscriber:
 
     def _on_message(self, client, userdata, msg) -> None:
         with self._lock:
-            self.messages.append((time.time(), msg.topic, msg.payload.decode(), bool(msg.retain)))
+            self.messages.append((time.time(), msg.topic, msg.payload.decode("utf-8", "replace"), bool(msg.retain)))
 
     def on(self, topic: str) -> list[tuple[float, str, bool]]:
         with self._lock:

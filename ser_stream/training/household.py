@@ -27,7 +27,7 @@ from ..pipeline import WindowScorer
 from ..service import label_prior, make_adapter
 from .corpora import Clip
 from .fit import AROUSAL_HIGH, VALENCE_POSITIVE
-from .metrics import binary_uar, expected_calibration_error, summarize_predictions
+from .metrics import binary_uar, expected_calibration_error, reliability, summarize_predictions
 from .streams import GAP_SECONDS, NEUTRAL_GAP_SECONDS, Stream, analyse_streams, speaker_order
 
 CALM_MOODS = ("neutral", "calm", "idle")  # moods that are not a trigger
@@ -148,6 +148,7 @@ def household_summary(clips: list[Clip], scored: list[Scored], *, labels: tuple[
         "window_accuracy": round(float(np.mean(correct)), 4) if conf else None,
         "mean_confidence": round(float(np.mean(conf)), 4) if conf else None,
         "mood_follows": follows,
+        "reliability": reliability(np.array(conf), np.array(correct, dtype=float)) if conf else [],
     })
     if neutral is not None:
         summary["false_triggers"] = false_triggers(neutral)

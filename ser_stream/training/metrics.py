@@ -49,3 +49,11 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, *, b
         if sel.any():
             err += sel.mean() * abs(correct[sel].mean() - confidence[sel].mean())
     return float(err)
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, *, bins: int = ECE_BINS) -> list[list[float]]:
+    """Per confidence bin with windows: [bin start, windows, mean confidence, accuracy] (the reliability diagram)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    return [[round(float(edges[b]), 2), int((which == b).sum()), round(float(confidence[which == b].mean()), 4),
+             round(float(correct[which == b].mean()), 4)] for b in range(bins) if (which == b).any()]

@@ -36,3 +36,24 @@ def write_report(summary: dict[str, Any], folder: Path) -> None:
     fig.tight_layout()
     fig.savefig(folder / f"{name}-confusion.png", dpi=110)
     plt.close(fig)
+    if summary.get("reliability"):
+        _reliability_png(summary, folder / f"{name}-reliability.png", plt)
+
+
+def _reliability_png(summary: dict[str, Any], path: Path, plt: Any) -> None:
+    """Accuracy against mean confidence per bin: on the diagonal, a confidence of 0.8 is right 80 % of the time."""
+    rows = np.array(summary["reliability"], dtype=float)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    ax.plot(rows[:, 2], rows[:, 3], marker="o", label="published confidence")
+    for lo, n, c, a in rows:
+        ax.annotate(str(int(n)), (c, a), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence of the window's label")
+    ax.set_ylabel("share of windows whose label is right")
+    ax.set_title(f"{summary['protocol']}: ECE {summary.get('ece')} ({summary.get('windows')} windows)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
