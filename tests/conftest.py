@@ -157,12 +157,14 @@ def mosquitto_binary() -> str | None:
 class Mosquitto:
     """A real mosquitto broker on 127.0.0.1 and a free port, optionally with a password or TLS."""
 
-    def __init__(self, root: Path, *, users: dict[str, str] | None = None, tls: dict[str, Path] | None = None) -> None:
+    def __init__(self, root: Path, *, users: dict[str, str] | None = None, tls: dict[str, Path] | None = None,
+                 persistence: bool = False) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.tls = tls
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_type error", "log_type warning",
+        keep = ["persistence true", f"persistence_location {root}/"] if persistence else ["persistence false"]
+        lines = [f"listener {self.port} 127.0.0.1", *keep, "log_type error", "log_type warning",
                  "log_type notice", "log_type information", "connection_messages true"]
         if os.geteuid() == 0:
             lines.append("user root")  # else mosquitto drops to its own user, who cannot read our temp files

@@ -15,7 +15,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ser_stream.classify import classify_file
 from ser_stream.capture.file import FileSource
@@ -84,7 +83,7 @@ def run_config_fuzz(n: int, tmp: Path) -> collections.Counter:
     base = (ROOT / "config.yaml").read_text()
     outcomes: collections.Counter = collections.Counter()
     for i in range(n):
-        kind, text = fuzzcases.config_case(i, seed=SEED, base_text=text_or(base))
+        kind, text = fuzzcases.config_case(i, seed=SEED, base_text=base)
         path = tmp / f"config{i}.yaml"
         path.write_text(text, encoding="utf-8", errors="replace")
         try:
@@ -95,10 +94,6 @@ def run_config_fuzz(n: int, tmp: Path) -> collections.Counter:
             code = exc.exit_code
         outcomes[(kind, code)] += 1
     return outcomes
-
-
-def text_or(base: str) -> str:
-    return base
 
 
 def run_bundle_fuzz(n: int, tmp: Path) -> collections.Counter:

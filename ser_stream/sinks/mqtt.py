@@ -214,6 +214,7 @@ class MqttSink:
                           if cfg.homeassistant.discovery else {})
         self.windows_dropped = 0
         self.published = 0
+        self.states_queued = 0
         self._windows: deque[tuple[str, str]] = deque()
         self._priority: deque[tuple[str, str, bool]] = deque()  # state, events, mute, discovery: never dropped
         self._last_state: str | None = None
@@ -331,6 +332,7 @@ class MqttSink:
         payload = json.dumps(state.to_dict())
         with self._cond:
             self._last_state = payload
+            self.states_queued += 1
             self._priority.append((f"{self.base}/state", payload, True))
             if state.muted != self._muted:
                 self._muted = state.muted
@@ -362,6 +364,8 @@ class MqttSink:
                 pass
         self.client.disconnect()
         self.client.loop_stop()
+        log.info("MQTT: %d state messages queued, %d messages published, %d still queued at exit", self.states_queued,
+                 self.published, len(self._priority))
         if self.windows_dropped:
             log.warning("MQTT: %d per-hop messages were dropped while the broker was unreachable", self.windows_dropped)
 
