@@ -177,10 +177,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         sinks.append(MqttSink(config.mqtt, labels=model.labels, on_mute=controls.set_muted, muted=controls.muted,
                               on_reset_adaptation=controls.request_adaptation_reset if adapting else None))
+    metrics = None
+    if config.metrics.enabled:
+        from .sinks.metrics import MetricsSink
+
+        metrics = MetricsSink(config.metrics, labels=model.labels, model_sha256=model.sha256, model_path=str(model.path),
+                              version=__version__)
+        sinks.append(metrics)
     log.info("ser-stream %s: model %s, window %.2f s, hop %.2f s, source %s (%d Hz)", __version__,
              model.path, config.window.length_seconds, config.window.hop_seconds, source.name, source.sample_rate_hz)
     stats = run_stream(config=config, model=model, source=source, sinks=SafeSinks(sinks), stop=stop,
-                       controls=controls, max_seconds=args.max_seconds, adaptation_dir=adaptation_dir)
+                       controls=controls, max_seconds=args.max_seconds, adaptation_dir=adaptation_dir, metrics=metrics)
     log.info("stream ended: %.1f s of audio, %d windows (%d speech), %d samples lost to overflow",
              stats.seconds, stats.windows, stats.speech_windows, stats.overflow_samples)
     return EX_OK

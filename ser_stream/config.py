@@ -175,6 +175,14 @@ class StateConfig(_Section):
     else $XDG_STATE_HOME/ser-stream or ~/.local/state/ser-stream."""
 
 
+class MetricsConfig(_Section):
+    enabled: bool = False
+    """Serve Prometheus metrics over HTTP (nothing of it is loaded when off)."""
+    host: str = "127.0.0.1"
+    """Address to listen on; 127.0.0.1 keeps it on this machine (0.0.0.0 or :: for a Prometheus elsewhere)."""
+    port: int = Field(default=9723, ge=1, le=65535)
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -199,6 +207,7 @@ class Config(BaseSettings):
     output: OutputConfig = OutputConfig()
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()
+    metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @classmethod

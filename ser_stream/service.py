@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -269,6 +269,7 @@ def run_stream(
     controls: Controls | None = None,
     max_seconds: float | None = None,
     adaptation_dir: Path | None = None,
+    metrics: Any | None = None,
 ) -> RunStats:
     """Stream ``source`` until it ends, ``stop`` is set, or ``max_seconds`` of audio went by.
 
@@ -288,6 +289,8 @@ def run_stream(
     elif config.adaptation.enabled:
         log.info("the model has no adaptive head: adaptation is off")
     analyzer = make_analyzer(config, model, adapter=adapter)
+    if metrics is not None:  # a MetricsSink (already among the sinks): live values and per-hop times
+        metrics.bind(ring=ring, source=source, mqtt=next((s for s in sinks.sinks if s.name == "mqtt"), None))
     tracker = MoodTracker(
         labels=model.labels,
         min_confidence=config.mood.min_confidence,
@@ -368,7 +371,13 @@ def run_stream(
                 n = min(n, limit - consumed)
             consumed += n
             if not muted:
-                for res in analyzer.push(resampler.process(block[:n])):
+                t0 = time.perf_counter()
+                results = analyzer.push(resampler.process(block[:n]))
+                if metrics is not None and results:
+                    per_hop = (time.perf_counter() - t0) / len(results)
+                    for _ in results:
+                        metrics.observe_hop(per_hop)
+                for res in results:
                     emit(res)
             if limit is not None and consumed >= limit:
                 break

@@ -239,6 +239,10 @@ class MqttSink:
         log.info("MQTT: broker %s:%d%s, topics %s/#, client id %s", cfg.host, cfg.port,
                  " (TLS)" if cfg.tls.enabled else "", self.base, client_id)
 
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
     # ------------------------------------------------------------ paho thread
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
