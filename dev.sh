@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_RUNTIME=(libportaudio2 libsndfile1 libasound2-plugins)
-APT_TEST=(pulseaudio pulseaudio-utils mosquitto openssl systemd)
+APT_TEST=(pulseaudio pulseaudio-utils mosquitto openssl systemd ffmpeg
+          gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 python3-gi
+          gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 
 log() { printf 'dev.sh: %s\n' "$*" >&2; }
 

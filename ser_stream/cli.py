@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[cfg], help="stream the microphone (or a file) and print one result per hop")
-    run.add_argument("--input", metavar="AUDIO|-", help="stream this file (WAV/FLAC/OGG, any rate) or '-' for a WAV on stdin")
+    run.add_argument("--input", metavar="AUDIO|-|URL",
+                     help="stream this file (WAV/FLAC/OGG, any rate), '-' for a WAV on stdin, or a network source "
+                          "(rtsp://, rtsps://, http(s)://, srt://; read in real time through ffmpeg)")
     run.add_argument("--fast", action="store_true", help="with --input: as fast as possible (no window is dropped)")
     run.add_argument("--device", metavar="DEV", help="input device index or name substring (see `ser-stream devices`)")
     run.add_argument("--format", choices=["json", "text"], help="json lines (default when stdout is not a terminal) or a live view")
@@ -145,17 +147,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["output"] = {"stdout": {"format": args.format}}
     if args.model is not None:
         overrides["model"] = {"path": args.model}
+    from .capture.network import is_url
+
     if args.fast and not args.input:
         raise UsageError("--fast needs --input")
+    if args.fast and is_url(args.input):
+        raise UsageError("--fast is for files: a network stream is read in real time")
     config = _load(args, overrides)
     _setup_logging(config.logging.level)
     model = load_model(config.model.path)
     stop = threading.Event()
     _install_signals(stop)
-    if args.input:
+    a = config.audio
+    # anything with a scheme is a network source (an unknown scheme is refused, exit 78), never a file name
+    url = args.input if args.input and "://" in args.input else (None if args.input else a.url)
+    if url is not None:
+        from .capture.network import NetworkSource, check_url
+
+        source = NetworkSource(check_url(url), stall_seconds=a.stall_seconds,
+                               watchdog_budget_seconds=a.watchdog_budget_seconds)
+    elif args.input:
         source = FileSource(args.input, realtime=not args.fast)
     else:
-        a = config.audio
         source = MicrophoneSource(device=a.device, sample_rate_hz=a.sample_rate_hz, channels=a.channels,
                                   block_seconds=a.block_seconds, stall_seconds=a.stall_seconds,
                                   watchdog_budget_seconds=a.watchdog_budget_seconds)
@@ -170,8 +183,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     state_dir = config.state.directory or default_state_dir()
     controls = Controls(state_dir=state_dir if config.mqtt.enabled else None)
     adapting = adapts(config, model)
-    # a test file must not become the household's statistics: they are kept for the microphone only
-    adaptation_dir = state_dir if adapting and config.adaptation.persist and not args.input else None
+    # a test file must not become the household's statistics: they are kept for live sources only
+    live = not args.input or url is not None
+    adaptation_dir = state_dir if adapting and config.adaptation.persist and live else None
     if config.mqtt.enabled:
         from .sinks.mqtt import MqttSink
 
@@ -283,6 +297,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     _setup_logging(config.logging.level)
     model = load_model(config.model.path)
     data = config.model_dump(mode="json")
+    if data["audio"].get("url"):
+        from .capture.network import mask_url
+
+        data["audio"]["url"] = mask_url(data["audio"]["url"])
     sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
     log.info("configuration is valid; model %s has %d labels", model.path, len(model.labels))
     return EX_OK

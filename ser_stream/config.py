@@ -39,6 +39,20 @@ class _Section(BaseModel):
 class AudioConfig(_Section):
     device: str | int | None = None
     """Input device name (substring) or index; null = the system default."""
+    url: str | None = None
+    """A network source instead of a device: rtsp://, rtsps://, http(s):// or srt:// (IP cameras,
+    intercoms), decoded by ffmpeg. Credentials in it are never logged or printed."""
+
+    @model_validator(mode="after")
+    def _url_scheme(self) -> "AudioConfig":
+        if self.url is not None:
+            from .capture.network import UrlError, check_url
+
+            try:
+                check_url(self.url)
+            except UrlError as exc:
+                raise ValueError(str(exc)) from None
+        return self
     sample_rate_hz: int | None = Field(default=None, ge=8000, le=384000)
     """Rate the device is opened at; null = the device's native rate. Audio is
     resampled to the model's rate on the way in."""
@@ -274,6 +288,12 @@ def _format_error(exc: ValidationError, source: str, env_names: list[str]) -> st
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         secret = any("password" in str(p) for p in err["loc"])
         shown = "" if isinstance(value, dict) or secret else f" (value {value!r})"
+        if isinstance(value, dict) and isinstance(value.get("url"), str) or any(str(p) == "url" for p in err["loc"]):
+            from .capture.network import mask_url
+
+            url = value.get("url") if isinstance(value, dict) else value
+            msg = msg.replace(str(url), mask_url(str(url)))
+            shown = f" (url {mask_url(str(url))!r})"
         lines.append(f"  {key}: {msg}{shown}")
     if env_names:
         lines.append("  environment overrides in effect: " + ", ".join(env_names))
