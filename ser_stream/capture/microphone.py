@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import numpy as np
 
 from ..errors import DeviceError
 from ..ringbuffer import RingBuffer
+from .liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,8 @@ class MicrophoneSource:
     def __init__(self, *, device: str | int | None, sample_rate_hz: int | None, channels: int, block_seconds: float,
                  stall_seconds: float = 5.0, watchdog_budget_seconds: float = 60.0) -> None:
         self._sd = _sd()
-        self.stall_seconds = stall_seconds
-        self.watchdog_budget_seconds = watchdog_budget_seconds
-        self.frames_received = 0  # written by the PortAudio callback only
+        self.liveness = Liveness(stall_seconds=stall_seconds, watchdog_budget_seconds=watchdog_budget_seconds)
         self.restarts = 0
-        self._seen = 0
-        self._last_audio = time.monotonic()
-        self._dead_since: float | None = None  # when capture stopped delivering (None: it delivers)
         self.info = resolve_device(device)
         self.device = device
         self.name = str(self.info["name"])
@@ -110,13 +105,11 @@ class MicrophoneSource:
         self.status_flags = 0  # PortAudio overflow/underflow callbacks seen
         self._ring: RingBuffer | None = None
         self._stream: Any = None
-        self._retry_at = 0.0
-        self._backoff = 1.0
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if status:
             self.status_flags += 1
-        self.frames_received += frames
+        self.liveness.frames += frames
         ring = self._ring
         if ring is not None:
             ring.write(indata[:, 0] if indata.shape[1] == 1 else indata.mean(axis=1, dtype=np.float32))
@@ -147,35 +140,21 @@ class MicrophoneSource:
     @property
     def healthy(self) -> bool:
         """False once capture has delivered nothing for longer than the watchdog budget."""
-        return self._dead_since is None or time.monotonic() - self._dead_since < self.watchdog_budget_seconds
+        return self.liveness.healthy
 
     @property
     def state(self) -> str:
         """One line for systemd's STATUS=."""
-        if self._dead_since is None:
-            return f"listening on {self.name}"
-        return f"no audio from {self.name} for {time.monotonic() - self._dead_since:.0f} s; reopening"
+        return self.liveness.state(self.name, "reopening")
 
     def poll(self) -> None:
         """Called by the pipeline between reads: reopen a stream that died or stalled, with backoff."""
-        now = time.monotonic()
-        if self.frames_received != self._seen:
-            self._seen = self.frames_received
-            self._last_audio = now
-            if self._dead_since is not None:
-                log.warning("audio from %r flows again after %.1f s", self.name, now - self._dead_since)
-                self._dead_since = None
-                self._backoff = 1.0
-        active = self._stream is not None and self._stream.active
-        stalled = active and now - self._last_audio >= self.stall_seconds
-        if active and not stalled:
+        why = self.liveness.due(name=repr(self.name), alive=self._stream is not None and self._stream.active)
+        if why is None:
             return
-        if self._dead_since is None:
-            self._dead_since = now if not stalled else self._last_audio
-        if now < self._retry_at:
-            return
-        if stalled:
-            log.warning("no audio from %r for %.0f s (the device stalled): reopening", self.name, now - self._last_audio)
+        if why == "stalled":
+            log.warning("no audio from %r for %.0f s (the device stalled): reopening", self.name,
+                        self.liveness.silent_seconds)
         elif self._stream is not None:
             log.warning("input stream on %r stopped; reopening", self.name)
         self._close_stream()
@@ -186,12 +165,10 @@ class MicrophoneSource:
             self.info = resolve_device(self.device if not isinstance(self.device, int) else self.name)
             self.name = str(self.info["name"])
             self._open()
-            self._last_audio = now  # give the new stream stall_seconds to deliver
             log.info("input device %r reopened", self.name)
+            self.liveness.restarted()
         except DeviceError as exc:
-            log.warning("%s (retrying in %.0f s)", exc, self._backoff)
-        self._retry_at = now + self._backoff
-        self._backoff = min(self._backoff * 2.0, 30.0)
+            log.warning("%s (retrying in %.0f s)", exc, self.liveness.restarted())
 
     def _reinitialise(self) -> None:
         """Re-initialise PortAudio: its device list is read once, at initialisation."""

@@ -19,13 +19,13 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from ..errors import DeviceError, InputMissingError, SerStreamError
 from ..ringbuffer import RingBuffer
+from .liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -145,31 +145,22 @@ class NetworkSource:
         self.name = mask_url(url)
         self.sample_rate_hz = probe_rate(url)
         self.block_frames = max(1, int(self.sample_rate_hz * block_seconds))
-        self.stall_seconds = stall_seconds
-        self.watchdog_budget_seconds = watchdog_budget_seconds
+        self.liveness = Liveness(stall_seconds=stall_seconds, watchdog_budget_seconds=watchdog_budget_seconds)
         self.error: Exception | None = None
         self.restarts = 0
-        self.frames_received = 0  # written by the reader thread only
         self._ffmpeg = _ffmpeg_binary("ffmpeg")
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._ring: RingBuffer | None = None
         self._stop: threading.Event | None = None
-        self._seen = 0
-        self._last_audio = time.monotonic()
-        self._dead_since: float | None = None
-        self._retry_at = 0.0
-        self._backoff = 1.0
 
     @property
     def healthy(self) -> bool:
-        return self._dead_since is None or time.monotonic() - self._dead_since < self.watchdog_budget_seconds
+        return self.liveness.healthy
 
     @property
     def state(self) -> str:
-        if self._dead_since is None:
-            return f"listening on {self.name}"
-        return f"no audio from {self.name} for {time.monotonic() - self._dead_since:.0f} s; reconnecting"
+        return self.liveness.state(self.name, "reconnecting")
 
     def start(self, ring: RingBuffer, stop: threading.Event) -> None:
         self._ring, self._stop = ring, stop
@@ -183,7 +174,6 @@ class NetworkSource:
                "pipe:1"]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       preexec_fn=_die_with_parent)
-        self._last_audio = time.monotonic()
         self._reader = threading.Thread(target=self._read, args=(self._proc,), name="ffmpeg-reader", daemon=True)
         self._reader.start()
 
@@ -199,36 +189,22 @@ class NetworkSource:
             if usable:
                 samples = np.frombuffer(pending[:usable], dtype="<f4").astype(np.float32)
                 pending = pending[usable:]
-                self.frames_received += samples.size
+                self.liveness.frames += samples.size
                 self._ring.write(samples)
 
     def poll(self) -> None:
         """Called by the pipeline between reads: restart ffmpeg when the stream ended or stalled, with backoff."""
-        now = time.monotonic()
-        if self.frames_received != self._seen:
-            self._seen = self.frames_received
-            self._last_audio = now
-            if self._dead_since is not None:
-                log.warning("audio from %s flows again after %.1f s", self.name, now - self._dead_since)
-                self._dead_since = None
-                self._backoff = 1.0
-        alive = self._proc is not None and self._proc.poll() is None
-        stalled = alive and now - self._last_audio >= self.stall_seconds
-        if alive and not stalled:
+        why = self.liveness.due(name=self.name, alive=self._proc is not None and self._proc.poll() is None)
+        if why is None:
             return
-        if self._dead_since is None:
-            self._dead_since = self._last_audio if stalled else now
-        if now < self._retry_at:
-            return
-        if stalled:
-            log.warning("no audio from %s for %.0f s: reconnecting", self.name, now - self._last_audio)
+        if why == "stalled":
+            log.warning("no audio from %s for %.0f s: reconnecting", self.name, self.liveness.silent_seconds)
         elif self._proc is not None:
             log.warning("stream %s ended (%s); reconnecting", self.name, self._stderr_tail())
         self._kill()
         self.restarts += 1
         self._spawn()
-        self._retry_at = now + self._backoff
-        self._backoff = min(self._backoff * 2.0, 30.0)
+        self.liveness.restarted()
 
     def _stderr_tail(self) -> str:
         proc = self._proc
