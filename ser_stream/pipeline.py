@@ -143,7 +143,8 @@ class Analyzer:
 
     def push(self, samples: np.ndarray) -> list[WindowResult]:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if not np.isfinite(samples).all() or samples.size and float(np.abs(samples).max()) > MAX_ABS_SAMPLE:
+        # two reductions, no temporary; NaN fails both comparisons
+        if samples.size and not (samples.max() <= MAX_ABS_SAMPLE and samples.min() >= -MAX_ABS_SAMPLE):
             # a damaged file or device: NaN/infinity become silence, absurd magnitudes are clipped
             self.damaged_samples += int(np.count_nonzero(~np.isfinite(samples) | (np.abs(samples) > MAX_ABS_SAMPLE)))
             samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0), -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE)
