@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("old", type=Path, metavar="OLD")
     cm.add_argument("new", type=Path, metavar="NEW")
 
+    ins = sub.add_parser("install-service", parents=[cfg],
+                         help="write the systemd unit (template ser-stream@.service, or --user) and a starting config, "
+                              "verify it, and print the systemctl commands")
+    ins.add_argument("--user", action="store_true", help="a user unit, for a microphone in the desktop session")
+    ins.add_argument("--room", default="livingroom", help="the instance (and MQTT device id) of the system unit")
+    ins.add_argument("--unit-dir", type=Path, help="default /etc/systemd/system, or ~/.config/systemd/user")
+    ins.add_argument("--config-dir", type=Path, help="default /etc/ser-stream, or ~/.config/ser-stream")
+
     sub.add_parser("check-config", parents=[cfg], help="validate the config (and model) and print the effective config")
     sub.add_parser("reset-adaptation", parents=[cfg],
                    help="forget the adaptation statistics kept in state.directory (stop the daemon first, "
@@ -288,6 +296,16 @@ def cmd_convert_model(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_install_service(args: argparse.Namespace) -> int:
+    from .install import install_service
+
+    config = _load(args)
+    _setup_logging(config.logging.level)
+    for line in install_service(user=args.user, room=args.room, unit_dir=args.unit_dir, config_dir=args.config_dir):
+        sys.stdout.write(line + "\n")
+    return EX_OK
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     import yaml
 
@@ -343,6 +361,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "devices": cmd_devices,
     "convert-model": cmd_convert_model,
+    "install-service": cmd_install_service,
     "check-config": cmd_check_config,
     "reset-adaptation": cmd_reset_adaptation,
     "mqtt-unregister": cmd_mqtt_unregister,

@@ -68,3 +68,42 @@ def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path, clip: Path):
     assert messages[0].startswith("READY=1") and "STATUS=listening on" in messages[0]
     assert "WATCHDOG=1" in messages  # pinged while streaming the 3.3 s clip in real time
     assert messages[-1] == "STOPPING=1"
+
+
+def test_template_unit_verifies_and_scores_like_the_plain_one(tmp_path: Path):
+    need(shutil.which("systemd-analyze") is not None, "systemd-analyze is not installed")
+    exe = Path(sys.executable).parent / "ser-stream"
+    unit = tmp_path / "ser-stream@kitchen.service"
+    unit.write_text((ROOT / "systemd" / "ser-stream@.service").read_text().replace("/opt/ser-stream/.venv/bin/ser-stream",
+                                                                                     str(exe)))
+    r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert r.returncode == 0 and "ser-stream" not in r.stderr, r.stderr
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout + r.stderr)
+    assert m and float(m.group(1)) <= 1.5, r.stdout[-500:]
+
+
+def test_install_service_writes_verifies_and_keeps_an_existing_config(tmp_path: Path):
+    from .conftest import cli
+
+    need(shutil.which("systemd-analyze") is not None, "systemd-analyze is not installed")
+    args = ["install-service", "--room", "kitchen", "--unit-dir", str(tmp_path / "units"), "--config-dir", str(tmp_path / "etc")]
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == ["systemctl daemon-reload", "systemctl enable --now ser-stream@kitchen",
+                                             "journalctl -u ser-stream@kitchen -f"]
+    unit = (tmp_path / "units" / "ser-stream@.service").read_text()
+    exe = Path(sys.executable).parent / "ser-stream"
+    assert f"ExecStart={exe} run --config {tmp_path / 'etc'}/%i.yaml" in unit and "StateDirectory=ser-stream/%i" in unit
+    assert "systemd-analyze verify: clean" in r.stderr.decode()
+    config = tmp_path / "etc" / "kitchen.yaml"
+    assert "device_id: kitchen" in config.read_text()
+    assert cli("check-config", "-c", str(config)).returncode == 0
+    config.write_text(config.read_text() + "logging:\n  level: WARNING\n")
+    r = cli(*args)
+    assert r.returncode == 0 and "exists: kept" in r.stderr.decode() and "WARNING" in config.read_text()
+    r = cli("install-service", "--user", "--unit-dir", str(tmp_path / "user"), "--config-dir", str(tmp_path / "uc"))
+    assert r.returncode == 0 and r.stdout.decode().startswith("systemctl --user daemon-reload"), r.stderr.decode()
+    assert f"--config {tmp_path / 'uc'}/config.yaml" in (tmp_path / "user" / "ser-stream.service").read_text()
+    r = cli("install-service", "--room", "../etc/passwd", "--unit-dir", str(tmp_path / "u2"))
+    assert r.returncode == 78 and "--room '../etc/passwd'" in r.stderr.decode()

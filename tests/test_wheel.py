@@ -51,3 +51,11 @@ def test_installed_command_classifies_and_streams(installed: Path, clip: Path):
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert any(json.loads(x)["speech"] for x in r.stdout.splitlines())
+
+
+def test_installed_package_writes_the_service_from_its_own_units(installed: Path, tmp_path: Path):
+    r = subprocess.run([str(installed / "bin" / "ser-stream"), "install-service", "--room", "hall", "--unit-dir",
+                        str(tmp_path / "u"), "--config-dir", str(tmp_path / "c")], cwd=installed, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"ExecStart={installed / 'bin' / 'ser-stream'} run" in (tmp_path / "u" / "ser-stream@.service").read_text()

@@ -1,0 +1,115 @@
+"""`ser-stream install-service`: write a systemd unit and a starting config, verify, say what to run.
+
+System service (default): the template unit ``ser-stream@.service`` (one instance per room, config
+``CONFIG_DIR/<room>.yaml``, state in ``/var/lib/ser-stream/<room>``) into ``/etc/systemd/system``.
+``--user``: the user unit ``ser-stream.service`` into ``~/.config/systemd/user``, for a desktop whose
+microphone lives in the user's PipeWire/PulseAudio session. The units are the repository's
+(``systemd/``) with ExecStart pointing at this installation's ``ser-stream``. An existing config is
+never overwritten. ``systemd-analyze verify`` checks the unit when it is installed on the machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import EX_CONFIG, SerStreamError
+
+log = logging.getLogger(__name__)
+
+def _units() -> Path:
+    """The repository's systemd/ folder, installed as the package ser_stream.units."""
+    try:
+        from importlib.resources import files
+
+        found = files("ser_stream.units") / "ser-stream@.service"  # (a namespace package: join before str)
+        if found.is_file():
+            return Path(str(found)).parent
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "systemd"
+
+ROOM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class InstallError(SerStreamError):
+    exit_code = EX_CONFIG
+
+
+def _executable() -> str:
+    exe = Path(sys.executable).parent / "ser-stream"
+    return str(exe if exe.exists() else (shutil.which("ser-stream") or exe))
+
+
+def _starting_config(room: str) -> str:
+    return f"""# ser-stream, room {room}. Every key, with its default: config.yaml in the repository, or
+# `ser-stream check-config -c THIS_FILE`, which prints the effective configuration.
+audio:
+  device: null            # input device name or index (`ser-stream devices`); null = the default
+  url: null               # or a camera/intercom: rtsp://user:password@192.168.1.20:554/stream1
+mqtt:
+  enabled: false          # true, with host, to publish to Home Assistant
+  host: localhost
+  device_id: {room}
+"""
+
+
+def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir: Path | None) -> list[str]:
+    """Write the unit (and the room's config when absent); returns the commands to run next."""
+    from .config import load_config
+
+    if not ROOM.match(room):
+        raise InstallError(f"--room {room!r}: use letters, digits, '-' and '_' (it names the unit and MQTT device)")
+    exe = _executable()
+    if user:
+        unit_dir = unit_dir or Path.home() / ".config" / "systemd" / "user"
+        config_dir = config_dir or Path.home() / ".config" / "ser-stream"
+        name = "ser-stream.service"
+        text = (_units() / "ser-stream-user.service").read_text()
+        text = text.replace("%h/.config/ser-stream/config.yaml", str(config_dir / "config.yaml"))
+        config = config_dir / "config.yaml"
+    else:
+        unit_dir = unit_dir or Path("/etc/systemd/system")
+        config_dir = config_dir or Path("/etc/ser-stream")
+        name = "ser-stream@.service"
+        text = (_units() / "ser-stream@.service").read_text().replace("/etc/ser-stream/%i.yaml", f"{config_dir}/%i.yaml")
+        config = config_dir / f"{room}.yaml"
+    text = text.replace("/opt/ser-stream/.venv/bin/ser-stream", exe)
+    try:
+        unit_dir.mkdir(parents=True, exist_ok=True)
+        (unit_dir / name).write_text(text)
+        if config.exists():
+            log.info("%s exists: kept as it is", config)
+        else:
+            config_dir.mkdir(parents=True, exist_ok=True)
+            config.write_text(_starting_config(room))
+            config.chmod(0o640)
+            log.info("wrote %s (edit audio.device or audio.url, and mqtt)", config)
+    except OSError as exc:
+        raise InstallError(f"cannot write {exc.filename}: {exc.strerror} (run as root, or use --user)") from None
+    load_config(config)  # the starting config (or the kept one) must be valid
+    log.info("wrote %s", unit_dir / name)
+    analyze = shutil.which("systemd-analyze")
+    if analyze:
+        target = unit_dir / name if user else unit_dir / f"ser-stream@{room}.service"
+        if not user:  # verify an instance: a template alone cannot be verified
+            target.write_text(text)
+        try:
+            # (a user unit is verified as a system one: its directives are valid in both, and --user needs a
+            # running user manager)
+            r = subprocess.run([analyze, "verify", str(target)], capture_output=True, text=True, timeout=60)
+        finally:
+            if not user:
+                target.unlink()
+        problems = [line for line in r.stderr.splitlines() if name.split("@")[0] in line]
+        if r.returncode != 0 or problems:
+            raise InstallError(f"systemd-analyze verify {target}: " + "; ".join(problems or r.stderr.splitlines()[-3:]))
+        log.info("systemd-analyze verify: clean")
+    if user:
+        return ["systemctl --user daemon-reload", "systemctl --user enable --now ser-stream",
+                "journalctl --user -u ser-stream -f"]
+    return ["systemctl daemon-reload", f"systemctl enable --now ser-stream@{room}", f"journalctl -u ser-stream@{room} -f"]
