@@ -31,6 +31,7 @@ import numpy as np
 IDLE = "idle"
 REST = ("neutral", "calm")  # moods that need no confidence to return to
 
+
 @dataclass(frozen=True)
 class MoodState:
     mood: str

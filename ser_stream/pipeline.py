@@ -66,10 +66,11 @@ class WindowScorer:
         if self.weights is not None:
             probs = probs * self.weights
             probs = probs / probs.sum()
-        arousal, valence = (self.heads.dimension(name, x) for name in ("arousal", "valence"))
+        arousal, valence = (None if d is None else float(d[0])
+                            for d in (self.heads.dimension(name, x) for name in ("arousal", "valence")))
         if self.adapter is not None:
-            self.adapter.offer(vector, arousal=None if arousal is None else float(arousal[0]))
-        return probs, None if arousal is None else float(arousal[0]), None if valence is None else float(valence[0])
+            self.adapter.offer(vector, arousal=arousal)
+        return probs, arousal, valence
 
 
 def prior_weights(model: Model, label_prior: np.ndarray) -> np.ndarray:

@@ -245,6 +245,13 @@ def make_analyzer(config: Config, model: Model | None, *, keep_vectors: bool = F
     )
 
 
+def make_tracker(config: Config, model: Model) -> MoodTracker:
+    """The configured mood smoother for ``model``'s labels."""
+    m = config.mood
+    return MoodTracker(labels=model.labels, min_confidence=m.min_confidence, min_dwell_seconds=m.min_dwell_seconds,
+                       smoothing_seconds=m.smoothing_seconds, idle_after_seconds=m.idle_after_seconds)
+
+
 def state_message(tracker: MoodTracker, *, speech: bool, muted: bool, since: str) -> StateMessage:
     probs = tracker.probs
     return StateMessage(
@@ -291,13 +298,7 @@ def run_stream(
     analyzer = make_analyzer(config, model, adapter=adapter)
     if metrics is not None:  # a MetricsSink (already among the sinks): live values and per-hop times
         metrics.bind(ring=ring, source=source, mqtt=next((s for s in sinks.sinks if s.name == "mqtt"), None))
-    tracker = MoodTracker(
-        labels=model.labels,
-        min_confidence=config.mood.min_confidence,
-        min_dwell_seconds=config.mood.min_dwell_seconds,
-        smoothing_seconds=config.mood.smoothing_seconds,
-        idle_after_seconds=config.mood.idle_after_seconds,
-    )
+    tracker = make_tracker(config, model)
     stats = RunStats()
     since = iso_utc(datetime.now(timezone.utc))
     muted = controls.muted

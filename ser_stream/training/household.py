@@ -22,9 +22,8 @@ import numpy as np
 
 from ..config import Config
 from ..model import LABELS, Model
-from ..mood import MoodTracker
 from ..pipeline import WindowScorer
-from ..service import label_prior, make_adapter
+from ..service import label_prior, make_adapter, make_tracker
 from .corpora import Clip
 from .fit import AROUSAL_HIGH, VALENCE_POSITIVE
 from .metrics import binary_uar, expected_calibration_error, reliability, summarize_predictions
@@ -50,9 +49,7 @@ def score_stream(model: Model, config: Config, stream: Stream) -> Scored:
     window in order."""
     adapter = make_adapter(config, model)
     scorer = WindowScorer(model, adapter=adapter, label_prior=label_prior(config, model))
-    m = config.mood
-    tracker = MoodTracker(labels=model.labels, min_confidence=m.min_confidence, min_dwell_seconds=m.min_dwell_seconds,
-                          smoothing_seconds=m.smoothing_seconds, idle_after_seconds=m.idle_after_seconds)
+    tracker = make_tracker(config, model)
     n = stream.t.size
     probs = np.full((n, len(model.labels)), np.nan)
     arousal, valence = np.full(n, np.nan), np.full(n, np.nan)
