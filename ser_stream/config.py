@@ -59,7 +59,7 @@ class AudioConfig(_Section):
     channels: int = Field(default=1, ge=1, le=32)
     """Channels captured from the device; they are mixed to mono."""
     block_seconds: float = Field(default=0.05, gt=0.0, le=1.0)
-    """Capture block length (the device callback's period)."""
+    """Capture block length: the capture thread reads the device at least this much at a time."""
     buffer_seconds: float = Field(default=30.0, ge=5.0, le=600.0)
     """Ring buffer capacity; older unread audio is overwritten (and counted)."""
     stall_seconds: float = Field(default=5.0, ge=0.5, le=600.0)

@@ -1,14 +1,14 @@
 """Fixed-size float32 ring buffer between the capture thread and the pipeline.
 
-Ownership: one writer (the capture thread: a sounddevice callback or a file
+Ownership: one writer (the capture thread: the microphone's, ffmpeg's or the file
 reader) and one reader (the pipeline thread). The writer owns ``_written``,
 the reader owns ``_read``; each only reads the other's counter, so no lock is
 needed on the data path (CPython makes the int stores atomic). A
 :class:`threading.Condition` is used only to wake a waiting reader or a
-blocking writer, never inside the audio callback's copy.
+blocking writer, never inside a live source's copy.
 
 Two write modes:
-- ``write(block)`` never blocks (the audio callback): when the reader is more
+- ``write(block)`` never blocks (live sources): when the reader is more
   than ``capacity`` behind, the oldest unread samples are lost; the loss is
   counted in ``overflow_samples`` and the reader skips the gap.
 - ``write_blocking(block, stop)`` waits for room (file replay with ``--fast``,
@@ -80,7 +80,7 @@ class RingBuffer:
             self._cond.notify_all()
 
     def _notify(self) -> None:
-        # Non-blocking attempt: never wait for the lock in the audio callback.
+        # Non-blocking attempt: a live source's capture thread never waits for the lock.
         if self._cond.acquire(blocking=False):
             try:
                 self._cond.notify_all()

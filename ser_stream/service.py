@@ -1,6 +1,6 @@
 """The running daemon: capture -> ring buffer -> analyzer -> mood -> sinks.
 
-Threads: the source's (PortAudio callback or file reader) writes the ring
+Threads: the source's (microphone, network or file reader) writes the ring
 buffer; this module's loop, on the calling thread, does everything else. The
 one stop :class:`threading.Event` is set by SIGTERM/SIGINT (or a closed stdout
 pipe); shutdown order is capture -> pipeline -> sinks.

@@ -8,20 +8,43 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from .conftest import ROOT
 from .test_adaptation import admitted
 from .test_cli import check_window_line
 
 
-def test_run_captures_speech_then_silence_from_a_pulse_device(pulse, wav48: Path, tmp_path: Path):
+# The daemon with the kernel's memory-deny-write-execute on (PR_SET_MDWE, what systemd's
+# MemoryDenyWriteExecute=yes asks for): no mapping may be writable and executable.
+MDWE = """
+import ctypes, errno, runpy, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit(f"PR_SET_MDWE failed: {errno.errorcode.get(ctypes.get_errno())}")
+sys.argv = ["ser-stream", *sys.argv[1:]]
+runpy.run_module("ser_stream", run_name="__main__", alter_sys=True)
+"""
+
+
+def mdwe_supported() -> bool:
+    """PR_SET_MDWE exists (Linux 6.3 or later)."""
+    probe = "import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) != 0)"
+    return subprocess.run([sys.executable, "-c", probe]).returncode == 0
+
+
+@pytest.mark.parametrize("mdwe", [False, True], ids=["plain", "deny-write-execute"])
+def test_run_captures_speech_then_silence_from_a_pulse_device(pulse, wav48: Path, tmp_path: Path, mdwe: bool):
+    if mdwe and not mdwe_supported():
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 or later)")
     err_path = tmp_path / "stderr.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SER_STREAM_")}
     env.update(pulse.env)
     env["SER_STREAM_STATE__DIRECTORY"] = str(tmp_path / "state")
+    launch = [sys.executable, "-c", MDWE] if mdwe else [sys.executable, "-m", "ser_stream"]
     with open(err_path, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ser_stream", "run", "--device", "pulse", "--max-seconds", "12", "--format", "json"],
+            [*launch, "run", "--device", "pulse", "--max-seconds", "12", "--format", "json"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err,
         )
         deadline = time.monotonic() + 20

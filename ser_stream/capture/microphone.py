@@ -1,15 +1,21 @@
 """Microphone input through sounddevice (PortAudio).
 
 The device is opened at its native rate (resampling happens in the pipeline),
-so a 48 kHz microphone is never misread as 16 kHz. The callback only copies
-the block into the ring buffer and counts the samples and overflows. If the
-stream dies (a USB microphone unplugged), or stays open but delivers nothing for
-``stall_seconds`` (a hung USB device, a suspended PipeWire or PulseAudio node),
-:meth:`MicrophoneSource.poll` closes it, re-initialises PortAudio (so a device
-that came back under another index is found again by name) and reopens it with
-backoff. :attr:`MicrophoneSource.healthy` turns false once capture has been dead
-for longer than ``watchdog_budget_seconds``: the service then stops feeding the
-systemd watchdog, and systemd restarts it.
+so a 48 kHz microphone is never misread as 16 kHz. The stream is opened in
+PortAudio's *blocking* mode, without a callback: the capture thread reads what
+the device has buffered (never waiting inside PortAudio), writes it to the ring
+buffer and counts samples and overflows. No callback means no
+write-and-execute memory for a cffi trampoline, so the service runs under
+systemd's ``MemoryDenyWriteExecute=yes`` (measured: a cffi callback fails
+under ``PR_SET_MDWE``), and no PortAudio realtime thread.
+
+If the stream dies (a USB microphone unplugged), or stays open but delivers
+nothing for ``stall_seconds`` (a hung USB device, a suspended PipeWire or
+PulseAudio node), :meth:`MicrophoneSource.poll` closes it, re-initialises
+PortAudio (so a device that came back under another index is found again by
+name) and reopens it with backoff. :attr:`MicrophoneSource.healthy` turns false
+once capture has been dead for longer than ``watchdog_budget_seconds``: the
+service then stops feeding the systemd watchdog, and systemd restarts it.
 """
 
 from __future__ import annotations
@@ -88,7 +94,9 @@ def resolve_device(device: str | int | None) -> dict[str, Any]:
 
 
 class MicrophoneSource:
-    """Captures a microphone into the ring buffer. Owns the PortAudio stream."""
+    """Captures a microphone into the ring buffer. Owns the PortAudio stream and the capture thread;
+    every PortAudio call on the stream is made under ``_lock`` (reads by the capture thread, restarts
+    by the pipeline thread's :meth:`poll`)."""
 
     def __init__(self, *, device: str | int | None, sample_rate_hz: int | None, channels: int, block_seconds: float,
                  stall_seconds: float = 5.0, watchdog_budget_seconds: float = 60.0) -> None:
@@ -101,20 +109,49 @@ class MicrophoneSource:
         self.sample_rate_hz = int(sample_rate_hz or self.info["default_samplerate"])
         self.channels = max(1, min(channels, int(self.info["max_input_channels"])))
         self.block_frames = max(64, int(self.sample_rate_hz * block_seconds))
+        self.block_seconds = self.block_frames / self.sample_rate_hz
         self.error: Exception | None = None
-        self.status_flags = 0  # PortAudio overflow/underflow callbacks seen
+        self.status_flags = 0  # reads that reported an input overflow
         self._ring: RingBuffer | None = None
         self._stream: Any = None
+        self._failed = False  # the stream raised on a read: poll() reopens it
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._halt = threading.Event()  # set by stop()
 
-    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        if status:
+    def _read_available(self) -> np.ndarray | None:
+        """What the device has buffered (frames, channels), at least a block of it, or None; never waits
+        for audio. Marks the stream failed when PortAudio raises."""
+        with self._lock:
+            stream = self._stream
+            if stream is None or self._failed:
+                return None
+            try:
+                n = stream.read_available
+                if n < self.block_frames:
+                    return None
+                data, overflowed = stream.read(n)
+            except (self._sd.PortAudioError, OSError) as exc:
+                log.debug("reading %r failed: %s", self.name, exc)
+                self._failed = True
+                return None
+        if overflowed:
             self.status_flags += 1
-        self.liveness.frames += frames
+        return data
+
+    def _capture(self, stop: threading.Event) -> None:
         ring = self._ring
-        if ring is not None:
-            ring.write(indata[:, 0] if indata.shape[1] == 1 else indata.mean(axis=1, dtype=np.float32))
+        while not (stop.is_set() or self._halt.is_set()):
+            data = self._read_available()
+            if data is None:
+                self._halt.wait(self.block_seconds / 2)
+                continue
+            self.liveness.frames += data.shape[0]
+            if ring is not None:
+                ring.write(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32))
 
     def _open(self) -> None:
+        """Open and start the stream; the caller holds ``_lock`` (or no capture thread runs yet)."""
         sd = self._sd
         try:
             stream = sd.InputStream(
@@ -123,18 +160,20 @@ class MicrophoneSource:
                 channels=self.channels,
                 dtype="float32",
                 blocksize=self.block_frames,
-                callback=self._callback,
+                latency="high",  # buffer a few hundred ms, so the capture thread's naps never overflow it
             )
             stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise DeviceError(
                 f"cannot open input device {self.name!r} at {self.sample_rate_hz} Hz, {self.channels} channel(s): {exc}; {HINT}"
             ) from None
-        self._stream = stream
+        self._stream, self._failed = stream, False
 
     def start(self, ring: RingBuffer, stop: threading.Event) -> None:
         self._ring = ring
         self._open()
+        self._thread = threading.Thread(target=self._capture, args=(stop,), name="microphone", daemon=True)
+        self._thread.start()
         log.info("capturing %r at %d Hz, %d channel(s)", self.name, self.sample_rate_hz, self.channels)
 
     @property
@@ -149,7 +188,9 @@ class MicrophoneSource:
 
     def poll(self) -> None:
         """Called by the pipeline between reads: reopen a stream that died or stalled, with backoff."""
-        why = self.liveness.due(name=repr(self.name), alive=self._stream is not None and self._stream.active)
+        with self._lock:
+            alive = self._stream is not None and not self._failed and bool(self._stream.active)
+        why = self.liveness.due(name=repr(self.name), alive=alive)
         if why is None:
             return
         if why == "stalled":
@@ -157,18 +198,20 @@ class MicrophoneSource:
                         self.liveness.silent_seconds)
         elif self._stream is not None:
             log.warning("input stream on %r stopped; reopening", self.name)
-        self._close_stream()
         self.restarts += 1
-        self._reinitialise()
-        try:
-            # an index may now name another device: look the device up again by the name it had
-            self.info = resolve_device(self.device if not isinstance(self.device, int) else self.name)
-            self.name = str(self.info["name"])
-            self._open()
-            log.info("input device %r reopened", self.name)
-            self.liveness.restarted()
-        except DeviceError as exc:
-            log.warning("%s (retrying in %.0f s)", exc, self.liveness.restarted())
+        with self._lock:
+            self._close_stream()
+            self._reinitialise()
+            try:
+                # an index may now name another device: look the device up again by the name it had
+                self.info = resolve_device(self.device if not isinstance(self.device, int) else self.name)
+                self.name = str(self.info["name"])
+                self._open()
+            except DeviceError as exc:
+                log.warning("%s (retrying in %.0f s)", exc, self.liveness.restarted())
+                return
+        log.info("input device %r reopened", self.name)
+        self.liveness.restarted()
 
     def _reinitialise(self) -> None:
         """Re-initialise PortAudio: its device list is read once, at initialisation."""
@@ -189,6 +232,11 @@ class MicrophoneSource:
                 log.debug("closing the input stream failed", exc_info=True)
 
     def stop(self) -> None:
-        self._close_stream()
+        self._halt.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=2.0)
+        with self._lock:
+            self._close_stream()
         if self._ring is not None:
             self._ring.close()
