@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--room", default="livingroom", help="the instance (and MQTT device id) of the system unit")
     ins.add_argument("--unit-dir", type=Path, help="default /etc/systemd/system, or ~/.config/systemd/user")
     ins.add_argument("--config-dir", type=Path, help="default /etc/ser-stream, or ~/.config/ser-stream")
+    ins.add_argument("--network", action="store_true",
+                     help="the room listens to a camera or intercom (audio.url): its instance gets no sound devices "
+                          "(implied when the room's config already has audio.url)")
 
     sub.add_parser("check-config", parents=[cfg], help="validate the config (and model) and print the effective config")
     sub.add_parser("reset-adaptation", parents=[cfg],
@@ -301,7 +304,8 @@ def cmd_install_service(args: argparse.Namespace) -> int:
 
     config = _load(args)
     _setup_logging(config.logging.level)
-    for line in install_service(user=args.user, room=args.room, unit_dir=args.unit_dir, config_dir=args.config_dir):
+    for line in install_service(user=args.user, room=args.room, unit_dir=args.unit_dir, config_dir=args.config_dir,
+                                network=args.network):
         sys.stdout.write(line + "\n")
     return EX_OK
 

@@ -58,8 +58,11 @@ mqtt:
 """
 
 
-def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir: Path | None) -> list[str]:
-    """Write the unit (and the room's config when absent); returns the commands to run next."""
+def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir: Path | None,
+                    network: bool = False) -> list[str]:
+    """Write the unit (and the room's config when absent); returns the commands to run next. ``network``
+    (or a kept room config with ``audio.url``): also the instance's drop-in ``network-source.conf``,
+    which takes away sound devices and the audio group and adds a private user namespace."""
     from .config import load_config
 
     if not ROOM.match(room):
@@ -91,8 +94,17 @@ def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir:
             log.info("wrote %s (edit audio.device or audio.url, and mqtt)", config)
     except OSError as exc:
         raise InstallError(f"cannot write {exc.filename}: {exc.strerror} (run as root, or use --user)") from None
-    load_config(config)  # the starting config (or the kept one) must be valid
+    cfg = load_config(config)  # the starting config (or the kept one) must be valid
     log.info("wrote %s", unit_dir / name)
+    dropin = None
+    if not user and (network or cfg.audio.url is not None):
+        dropin = unit_dir / f"ser-stream@{room}.service.d" / "network-source.conf"
+        try:
+            dropin.parent.mkdir(parents=True, exist_ok=True)
+            dropin.write_text((_units() / "network-source.conf").read_text())
+        except OSError as exc:
+            raise InstallError(f"cannot write {exc.filename}: {exc.strerror} (run as root, or use --user)") from None
+        log.info("wrote %s (a network source: no sound devices, no audio group, private users)", dropin)
     analyze = shutil.which("systemd-analyze")
     if analyze:
         target = unit_dir / name if user else unit_dir / f"ser-stream@{room}.service"

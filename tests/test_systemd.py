@@ -107,3 +107,32 @@ def test_install_service_writes_verifies_and_keeps_an_existing_config(tmp_path: 
     assert f"--config {tmp_path / 'uc'}/config.yaml" in (tmp_path / "user" / "ser-stream.service").read_text()
     r = cli("install-service", "--room", "../etc/passwd", "--unit-dir", str(tmp_path / "u2"))
     assert r.returncode == 78 and "--room '../etc/passwd'" in r.stderr.decode()
+
+
+def exposure(root: Path, unit: str) -> float:
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", f"--root={root}", unit],
+                       capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout + r.stderr)
+    assert m, r.stdout[-500:] + r.stderr[-500:]
+    return float(m.group(1))
+
+
+def test_a_network_room_gets_no_sound_devices_and_a_lower_exposure(tmp_path: Path):
+    from .conftest import cli
+
+    need(shutil.which("systemd-analyze") is not None, "systemd-analyze is not installed")
+    units = tmp_path / "root" / "etc" / "systemd" / "system"
+    etc = tmp_path / "etc"
+    for room, extra in (("kitchen", []), ("garage", ["--network"])):
+        r = cli("install-service", "--room", room, "--unit-dir", str(units), "--config-dir", str(etc), *extra)
+        assert r.returncode == 0 and "systemd-analyze verify: clean" in r.stderr.decode(), r.stderr.decode()
+    # a room whose kept config names a stream gets the drop-in without the flag
+    (etc / "porch.yaml").write_text("audio:\n  url: rtsp://192.168.1.20:554/stream1\n")
+    r = cli("install-service", "--room", "porch", "--unit-dir", str(units), "--config-dir", str(etc))
+    assert r.returncode == 0, r.stderr.decode()
+    assert not (units / "ser-stream@kitchen.service.d").exists()
+    for room in ("garage", "porch"):
+        dropin = (units / f"ser-stream@{room}.service.d" / "network-source.conf").read_text()
+        assert "PrivateDevices=yes" in dropin and "PrivateUsers=yes" in dropin and "\nSupplementaryGroups=\n" in dropin
+    assert exposure(tmp_path / "root", "ser-stream@kitchen.service") <= 1.4
+    assert exposure(tmp_path / "root", "ser-stream@garage.service") <= 1.0
