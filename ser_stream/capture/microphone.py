@@ -144,7 +144,7 @@ class MicrophoneSource:
         while not (stop.is_set() or self._halt.is_set()):
             data = self._read_available()
             if data is None:
-                self._halt.wait(self.block_seconds / 2)
+                self._halt.wait(self.block_seconds)
                 continue
             self.liveness.frames += data.shape[0]
             if ring is not None:
