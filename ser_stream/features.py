@@ -46,8 +46,8 @@ DEFAULT_SPEC: dict[str, Any] = {
     "f0_min_hz": 70.0,
     "f0_max_hz": 500.0,
     "voicing_threshold": 0.5,
-    # Frames quieter than this are unvoiced without a pitch search: 10 dB below the speech
-    # gate's default threshold, so every frame the gate can count as speech has its pitch.
+    # Frames quieter than this are unvoiced without a pitch search: the speech gate's default
+    # threshold (config.VAD_THRESHOLD_DBFS), so every frame the gate can count as speech has its pitch.
     "pitch_min_level_dbfs": -60.0,
     # How the window's frames move: frame-to-frame change of log-mel and chroma, the MFCC's second
     # difference, and the linear trend of MFCC, spectral shape and level across the window

@@ -16,6 +16,7 @@ import numpy as np
 from . import features as F
 from . import vad
 from .adaptation import RunningStats
+from .config import VAD_THRESHOLD_DBFS
 from .model import Model
 
 
@@ -104,7 +105,7 @@ class Analyzer:
         window_seconds: float,
         hop_seconds: float,
         vad_enabled: bool = True,
-        vad_threshold_dbfs: float = -50.0,
+        vad_threshold_dbfs: float = VAD_THRESHOLD_DBFS,
         vad_noise_margin_db: float = 10.0,
         vad_min_active_seconds: float = 0.5,
         keep_vectors: bool = False,

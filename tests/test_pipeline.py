@@ -101,6 +101,18 @@ def test_speech_windows_have_a_label(model, clip: Path):
     assert r.label in model.labels and r.probs is not None and abs(r.probs.sum() - 1) < 1e-9
 
 
+def test_a_soft_voice_is_heard_and_hiss_at_the_same_level_is_not(model, ravdess: Path):
+    """One of RAVDESS's soft clips (actor 5, calm; frames above -50 dBFS add up to under 0.5 s) is
+    speech for the default gate, and steady hiss as loud as its peaks is not."""
+    y, _ = sf.read(ravdess / "Actor_05" / "03-01-02-01-01-01-05.flac", dtype="float32")
+    peak_db = 10 * np.log10(np.max(np.mean(y[: len(y) // 160 * 160].reshape(-1, 160) ** 2, axis=1)))
+    assert -50 < peak_db < -38, peak_db
+    assert any(r.speech for r in make_analyzer(Config(), model).push(y))
+    assert not any(r.speech for r in make_analyzer(Config(vad={"threshold_dbfs": -50}), model).push(y))
+    hiss = np.random.default_rng(1).normal(scale=10 ** (peak_db / 20), size=16000 * 4).astype(np.float32)
+    assert not any(r.speech for r in make_analyzer(Config(), model).push(hiss))
+
+
 def test_short_input_is_padded_once(model):
     an = make_analyzer(Config(), model)
     assert an.push(np.zeros(8000, dtype=np.float32)) == []
