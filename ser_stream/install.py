@@ -62,7 +62,7 @@ def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir:
                     network: bool = False) -> list[str]:
     """Write the unit (and the room's config when absent); returns the commands to run next. ``network``
     (or a kept room config with ``audio.url``): also the instance's drop-in ``network-source.conf``,
-    which takes away sound devices and the audio group and adds a private user namespace."""
+    which takes away sound devices and the audio group."""
     from .config import load_config
 
     if not ROOM.match(room):
@@ -104,7 +104,7 @@ def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir:
             dropin.write_text((_units() / "network-source.conf").read_text())
         except OSError as exc:
             raise InstallError(f"cannot write {exc.filename}: {exc.strerror} (run as root, or use --user)") from None
-        log.info("wrote %s (a network source: no sound devices, no audio group, private users)", dropin)
+        log.info("wrote %s (a network source: no sound devices, no audio group)", dropin)
     analyze = shutil.which("systemd-analyze")
     if analyze:
         target = unit_dir / name if user else unit_dir / f"ser-stream@{room}.service"
