@@ -231,3 +231,21 @@ def broker_factory(tmp_path: Path):
 @pytest.fixture
 def broker(broker_factory) -> Mosquitto:
     return broker_factory()
+
+
+# The daemon with the kernel's memory-deny-write-execute on (PR_SET_MDWE, what systemd's
+# MemoryDenyWriteExecute=yes asks for): no mapping may be writable and executable.
+MDWE = """
+import ctypes, errno, runpy, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit(f"PR_SET_MDWE failed: {errno.errorcode.get(ctypes.get_errno())}")
+sys.argv = ["ser-stream", *sys.argv[1:]]
+runpy.run_module("ser_stream", run_name="__main__", alter_sys=True)
+"""
+
+
+def mdwe_supported() -> bool:
+    """PR_SET_MDWE exists (Linux 6.3 or later)."""
+    probe = "import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) != 0)"
+    return subprocess.run([sys.executable, "-c", probe]).returncode == 0

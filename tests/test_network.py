@@ -17,7 +17,7 @@ import pytest
 
 from ser_stream.capture.network import mask_url
 
-from .conftest import ROOT, free_port, need
+from .conftest import MDWE, ROOT, free_port, mdwe_supported, need
 
 
 def ffmpeg_pids(marker: str) -> list[int]:
@@ -88,13 +88,14 @@ GLib.MainLoop().run()
 
 
 class Daemon:
-    def __init__(self, url: str, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, tmp: Path, *extra: str, env: dict[str, str] | None = None, mdwe: bool = False) -> None:
         full = {k: v for k, v in os.environ.items() if not k.startswith("SER_STREAM_")}
         full.update({"SER_STREAM_STATE__DIRECTORY": str(tmp / "state"), "SER_STREAM_AUDIO__STALL_SECONDS": "3",
                      **(env or {})})
         self.err_path = tmp / f"daemon-{time.monotonic_ns()}.log"
         err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ser_stream", "run", "--input", url, "--format", "json", *extra],
+        launch = [sys.executable, "-c", MDWE] if mdwe else [sys.executable, "-m", "ser_stream"]
+        self.proc = subprocess.Popen([*launch, "run", "--input", url, "--format", "json", *extra],
                                      cwd=ROOT, env=full, stdout=subprocess.PIPE, stderr=err)
         err.close()
         self.lines: list[dict] = []
@@ -120,10 +121,14 @@ def speech_wav(long_wav: Path) -> Path:
     return long_wav  # 30 s of one actor's speech, 16 kHz float WAV
 
 
-def test_http_stream_with_a_server_restart(speech_wav: Path, tmp_path: Path):
+@pytest.mark.parametrize("mdwe", [False, True], ids=["plain", "deny-write-execute"])
+def test_http_stream_with_a_server_restart(speech_wav: Path, tmp_path: Path, mdwe: bool):
+    """Also under PR_SET_MDWE (the units' MemoryDenyWriteExecute=yes), which ffmpeg inherits."""
+    if mdwe and not mdwe_supported():
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 or later)")
     server = HttpAudioServer(speech_wav, tmp_path)
     url = server.url("cam:s3cret-pass@")  # the server ignores credentials; the daemon must never print them
-    d = Daemon(url, tmp_path)
+    d = Daemon(url, tmp_path, mdwe=mdwe)
     try:
         d.wait_for(lambda: d.speech_since(0), 30)
         server.stop()  # the camera goes away
