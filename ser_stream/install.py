@@ -96,7 +96,6 @@ def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir:
         raise InstallError(f"cannot write {exc.filename}: {exc.strerror} (run as root, or use --user)") from None
     cfg = load_config(config)  # the starting config (or the kept one) must be valid
     log.info("wrote %s", unit_dir / name)
-    dropin = None
     if not user and (network or cfg.audio.url is not None):
         dropin = unit_dir / f"ser-stream@{room}.service.d" / "network-source.conf"
         try:

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import MDWE, ROOT, mdwe_supported
+from .conftest import MDWE, ROOT, mdwe_supported, need
 from .test_adaptation import admitted
 from .test_cli import check_window_line
 
 
 @pytest.mark.parametrize("mdwe", [False, True], ids=["plain", "deny-write-execute"])
 def test_run_captures_speech_then_silence_from_a_pulse_device(pulse, wav48: Path, tmp_path: Path, mdwe: bool):
-    if mdwe and not mdwe_supported():
-        pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 or later)")
+    need(not mdwe or mdwe_supported(), "this kernel has no PR_SET_MDWE (Linux 6.3 or later)")
     err_path = tmp_path / "stderr.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SER_STREAM_")}
     env.update(pulse.env)

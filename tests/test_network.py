@@ -124,8 +124,7 @@ def speech_wav(long_wav: Path) -> Path:
 @pytest.mark.parametrize("mdwe", [False, True], ids=["plain", "deny-write-execute"])
 def test_http_stream_with_a_server_restart(speech_wav: Path, tmp_path: Path, mdwe: bool):
     """Also under PR_SET_MDWE (the units' MemoryDenyWriteExecute=yes), which ffmpeg inherits."""
-    if mdwe and not mdwe_supported():
-        pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 or later)")
+    need(not mdwe or mdwe_supported(), "this kernel has no PR_SET_MDWE (Linux 6.3 or later)")
     server = HttpAudioServer(speech_wav, tmp_path)
     url = server.url("cam:s3cret-pass@")  # the server ignores credentials; the daemon must never print them
     d = Daemon(url, tmp_path, mdwe=mdwe)
