@@ -8,7 +8,9 @@ scikit-learn nor librosa, and executes nothing.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +46,33 @@ DEFAULT_MODEL_PATH = _default_model_path()
 _ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 
 
+def _activate(h: np.ndarray, activation: str) -> np.ndarray:
+    if activation == "relu":
+        return np.maximum(h, 0.0)
+    if activation == "tanh":
+        return np.tanh(h)
+    if activation == "logistic":
+        return _sigmoid(h)
+    return h
+
+
+def _sigmoid(h: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-h)) without overflow for large |h| (a saturated head's logits reach the hundreds)."""
+    e = np.exp(-np.abs(h))
+    return np.where(h >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 def mlp_logits(x: np.ndarray, *, coefs: list[np.ndarray], intercepts: list[np.ndarray], activation: str) -> np.ndarray:
     """The MLP's output layer before its output activation. ``x``: (n, n_features) standardised -> (n, n_out)."""
-    h = np.asarray(x, dtype=np.float64)
-    last = len(coefs) - 1
-    for i, (w, b) in enumerate(zip(coefs, intercepts)):
-        h = h @ w + b
-        if i == last:
-            break
-        if activation == "relu":
-            h = np.maximum(h, 0.0)
-        elif activation == "tanh":
-            h = np.tanh(h)
-        elif activation == "logistic":
-            h = 1.0 / (1.0 + np.exp(-h))
+    return _later_layers(np.asarray(x, dtype=np.float64) @ coefs[0] + intercepts[0],
+                         coefs=coefs[1:], intercepts=intercepts[1:], activation=activation)
+
+
+def _later_layers(h: np.ndarray, *, coefs: list[np.ndarray] | tuple[np.ndarray, ...],
+                  intercepts: list[np.ndarray] | tuple[np.ndarray, ...], activation: str) -> np.ndarray:
+    """The layers after the first, given the first layer's output before its activation."""
+    for w, b in zip(coefs, intercepts):
+        h = _activate(h, activation) @ w + b
     return h
 
 
@@ -66,7 +81,7 @@ def logits_to_proba(h: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
     binary MLP's single logistic output (k = 1); both divided by ``temperature`` first."""
     h = np.asarray(h, dtype=np.float64) / temperature
     if h.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-h))
+        p = _sigmoid(h)
         return np.concatenate([1.0 - p, p], axis=1)
     h = h - h.max(axis=1, keepdims=True)
     e = np.exp(h)
@@ -103,6 +118,12 @@ class Classifier:
         """(n, vector_size) vectors -> (n, n_labels) probabilities (a binary head: (n, 2))."""
         return logits_to_proba(self.logits(vectors), temperature=self.temperature)
 
+    def folded_first_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        """The first layer's weights (n_in, width) and biases (width,) with the standardiser folded
+        in: ``vectors @ w + b`` equals the first layer's output for the unstandardised vectors."""
+        w = self.coefs[0] / self.scaler_scale[:, None]
+        return w, self.intercepts[0] - self.scaler_mean @ w
+
     def signed(self, vectors: np.ndarray) -> np.ndarray:
         """A binary head's answer on [-1, 1]: 2 P(high) - 1, (n,); 0 is the boundary."""
         return 2.0 * self.predict_proba(vectors)[:, 1] - 1.0
@@ -134,6 +155,44 @@ class Heads:
         """(n,) ``name`` ("arousal" or "valence") on [-1, 1], or None when the bundle has no such head."""
         head = getattr(self, name)
         return None if head is None else head.signed(vectors)
+
+    @cached_property
+    def _fused(self) -> tuple[np.ndarray, np.ndarray, tuple[tuple[Classifier, slice] | None, ...]]:
+        """Every head's first layer (standardiser folded in) side by side, and each head's columns:
+        one matrix product per window instead of one per head (the run path's largest product)."""
+        heads = (self.emotion, self.arousal, self.valence)
+        layers = [h.folded_first_layer() for h in heads if h is not None]
+        w = np.ascontiguousarray(np.concatenate([lw for lw, _ in layers], axis=1))
+        b = np.concatenate([lb for _, lb in layers])
+        plan, start = [], 0
+        for head in heads:
+            if head is None:
+                plan.append(None)
+                continue
+            width = head.coefs[0].shape[1]
+            plan.append((head, slice(start, start + width)))
+            start += width
+        return w, b, tuple(plan)
+
+    def answer(self, vector: np.ndarray) -> tuple[np.ndarray, float | None, float | None]:
+        """One window vector (D,) -> (emotion probabilities (n_labels,), arousal, valence), the
+        dimensions on [-1, 1] (None without their head): what ``emotion.predict_proba`` and
+        :meth:`dimension` give, in one pass."""
+        w, b, plan = self._fused
+        first = np.asarray(vector, dtype=np.float64) @ w + b
+        out: list[np.ndarray | None] = []
+        for step in plan:
+            if step is None:
+                out.append(None)
+                continue
+            head, span = step
+            out.append(_later_layers(first[span], coefs=head.coefs[1:], intercepts=head.intercepts[1:],
+                                     activation=head.activation) / head.temperature)
+        z = out[0] - out[0].max()
+        e = np.exp(z)
+        # a binary head's 2 P(high) - 1 = tanh(logit / 2)
+        arousal, valence = (None if h is None else math.tanh(0.5 * float(h[0])) for h in out[1:])
+        return e / e.sum(), arousal, valence
 
     def to_bundle(self) -> dict[str, Any]:
         out = self.emotion.to_bundle()

@@ -63,12 +63,10 @@ class WindowScorer:
     def score(self, vector: np.ndarray) -> tuple[np.ndarray, float | None, float | None]:
         """(probs (n_labels,), arousal, valence) of one window vector (D,)."""
         x = vector if self.adapter is None else self.adapter.normalise(vector)
-        probs = self.heads.emotion.predict_proba(x)[0]
+        probs, arousal, valence = self.heads.answer(x)
         if self.weights is not None:
             probs = probs * self.weights
             probs = probs / probs.sum()
-        arousal, valence = (None if d is None else float(d[0])
-                            for d in (self.heads.dimension(name, x) for name in ("arousal", "valence")))
         if self.adapter is not None:
             self.adapter.offer(vector, arousal=arousal)
         return probs, arousal, valence

@@ -123,6 +123,18 @@ def test_numpy_forward_pass_equals_predict_proba(fdef):
         p_high = binary.predict_proba(scaler.transform(X))[:, 1]
         np.testing.assert_allclose(head.predict_proba(X)[:, 1], p_high, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(head.signed(X), 2 * p_high - 1, rtol=1e-10, atol=1e-12)
+        # the run path's one-pass answer (first layers fused, standardisers folded in) gives the same,
+        # with a temperature, with the heads of another width, and without a valence head
+        emotion = classifier_of(scaler, clf).with_temperature(2.5)
+        other = classifier_of(scaler, MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0)
+                              .fit(scaler.transform(X), y % 2 == 0))
+        for heads in (Heads(emotion, arousal=head, valence=other), Heads(emotion, arousal=other)):
+            for x in X[:20]:
+                probs, arousal, valence = heads.answer(x)
+                np.testing.assert_allclose(probs, emotion.predict_proba(x)[0], rtol=1e-9, atol=1e-12)
+                assert arousal == pytest.approx(heads.dimension("arousal", x)[0], rel=1e-9, abs=1e-12)
+                assert valence == (None if heads.valence is None
+                                   else pytest.approx(heads.dimension("valence", x)[0], rel=1e-9, abs=1e-12))
         # a temperature divides the logits: the argmax stays, the confidence drops
         hot = head.with_temperature(2.0)
         assert np.array_equal(hot.signed(X) > 0, head.signed(X) > 0) and np.all(np.abs(hot.signed(X)) <= np.abs(head.signed(X)))
