@@ -190,7 +190,7 @@ def test_missing_and_corrupt_bundles_are_model_errors(tmp_path: Path):
 def test_dynamics_measure_change_and_trend(fdef):
     """The dynamics block: a rising tone has a positive level and centroid trend and frame-to-frame
     change; a steady tone has neither. Without the spec key the vector is the older layout."""
-    sr, t = 16000, np.arange(48000) / 16000
+    t = np.arange(48000) / 16000
     steady = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     sweep = (np.linspace(0.01, 0.5, t.size) * np.sin(2 * np.pi * (300 * t + 300 * t**2))).astype(np.float32)
 
