@@ -22,8 +22,8 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import scipy.fft as sp_fft
 
+from . import fft
 from .vad import percentiles
 
 FEATURE_NAME = "ser-stats-v2"
@@ -261,7 +261,7 @@ def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> Non
     tiny = np.finfo(np.float32).tiny
     n_mels, n_mfcc, n_chroma = fdef.mel.shape[0], fdef.dct.shape[0], fdef.chroma.shape[0]
     xw = x * fdef.window
-    mag = np.abs(sp_fft.rfft(xw, axis=1))  # (T, F) float32
+    mag = np.abs(fft.rfft(xw, axis=1))  # (T, F) float32
     power = mag * mag
 
     logmel = out[:, :n_mels]
@@ -341,7 +341,7 @@ def _pitch(power: np.ndarray, fdef: FeatureDefinition) -> tuple[np.ndarray, np.n
     highest one (which avoids octave errors), refined by a parabola.
     """
     sr = fdef.sample_rate_hz
-    acf = sp_fft.irfft(power, n=fdef.n_fft, axis=1)
+    acf = fft.irfft(power, n=fdef.n_fft, axis=1)
     lo, hi, correction = fdef.pitch_lags
     # The peak search and the parabola are invariant to a positive scale per frame, so the
     # energy normalisation is applied to the chosen peak only.

@@ -210,3 +210,25 @@ def test_dynamics_measure_change_and_trend(fdef):
     older = F.build_feature_matrices({**F.DEFAULT_SPEC, "dynamics": False})
     assert older.n_dynamics == 0 and older.vector_size == start
     np.testing.assert_allclose(dyn(sweep, older), w[:start], rtol=1e-6)
+
+
+def test_fft_is_scipys_pocketfft_without_scipy_fft(monkeypatch):
+    """ser_stream.fft loads scipy's compiled pocketfft on its own and gives scipy.fft's results bit for bit;
+    without that module (another scipy layout) it falls back to scipy.fft itself."""
+    import scipy.fft
+
+    from ser_stream import fft
+
+    assert fft.BACKEND == "pypocketfft"  # with the scipy this project installs: a change of layout shows here
+    x = np.random.default_rng(3).standard_normal((40, 512)).astype(np.float32)
+    spectrum = fft.rfft(x, axis=1)
+    assert spectrum.dtype == np.complex64 and np.array_equal(spectrum, scipy.fft.rfft(x, axis=1))
+    power = (np.abs(spectrum) ** 2).astype(np.float32)
+    acf = fft.irfft(power, n=512, axis=1)
+    assert acf.dtype == np.float32 and np.array_equal(acf, scipy.fft.irfft(power, n=512, axis=1))
+    assert np.array_equal(fft.irfft(x[:, :257].astype(np.float64), n=512, axis=1),
+                          scipy.fft.irfft(x[:, :257].astype(np.float64), n=512, axis=1))
+    with pytest.raises(ValueError, match="257"):
+        fft.irfft(power[:, :200], n=512, axis=1)
+    monkeypatch.setattr(fft, "_POCKETFFT", None)
+    assert np.array_equal(fft.rfft(x, axis=1), spectrum) and np.array_equal(fft.irfft(power, n=512, axis=1), acf)
