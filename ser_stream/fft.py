@@ -73,13 +73,13 @@ def rfft(x: np.ndarray, *, axis: int = -1) -> np.ndarray:
 def irfft(x: np.ndarray, *, n: int, axis: int = -1) -> np.ndarray:
     """``scipy.fft.irfft(x, n=n, axis=axis)`` for ``x`` with ``n // 2 + 1`` entries along ``axis``
     (real ``x`` is taken as the real part of the spectrum, as scipy does)."""
-    if _POCKETFFT is None:
-        import scipy.fft
-
-        return scipy.fft.irfft(x, n=n, axis=axis)
     a: Any = np.asarray(x)
     if a.shape[axis] != n // 2 + 1:
         raise ValueError(f"irfft of {a.shape[axis]} bins to {n} samples: expected {n // 2 + 1} bins")
+    if _POCKETFFT is None:
+        import scipy.fft
+
+        return scipy.fft.irfft(a, n=n, axis=axis)
     if not np.iscomplexobj(a):
         a = a.astype(np.complex64 if a.dtype == np.float32 else np.complex128)
     return _POCKETFFT.c2r(a, (axis,), n, False, _ONE_OVER_N, None, 1)

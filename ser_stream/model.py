@@ -188,11 +188,10 @@ class Heads:
             head, span = step
             out.append(_later_layers(first[span], coefs=head.coefs[1:], intercepts=head.intercepts[1:],
                                      activation=head.activation) / head.temperature)
-        z = out[0] - out[0].max()
-        e = np.exp(z)
+        probs = logits_to_proba(out[0][None, :])[0]  # already divided by the temperature
         # a binary head's 2 P(high) - 1 = tanh(logit / 2)
         arousal, valence = (None if h is None else math.tanh(0.5 * float(h[0])) for h in out[1:])
-        return e / e.sum(), arousal, valence
+        return probs, arousal, valence
 
     def to_bundle(self) -> dict[str, Any]:
         out = self.emotion.to_bundle()
