@@ -35,10 +35,13 @@ def test_run_captures_speech_then_silence_from_a_pulse_device(pulse, wav48: Path
             time.sleep(0.1)
         player = pulse.play(wav48)  # 48 kHz stereo original, about 3.5 s of speech
         assert player.wait(20) == 0
+        peak_kb = peak_rss_kb(proc.pid)  # the microphone path, model loaded and speech analysed
         out, _ = proc.communicate(timeout=30)
     log = err_path.read_text()
     assert proc.returncode == 0, log
     assert "capturing 'pulse'" in log
+    # issue 12's budget: resident memory under 100 MB (91 MB measured; PortAudio's ALSA probing loads ~20 MB of plugins)
+    assert peak_kb < 100 * 1024, f"peak resident memory {peak_kb} kB"
     windows = [json.loads(x) for x in out.decode().splitlines()]
     assert len(windows) == 10, log  # t = 3 .. 12
     for w in windows:
@@ -54,6 +57,12 @@ def test_run_captures_speech_then_silence_from_a_pulse_device(pulse, wav48: Path
     # the microphone's adaptation statistics were kept: the calmer half of the speech windows heard
     with np.load(tmp_path / "state" / "adaptation.npz") as kept:
         assert float(kept["n"]) >= 1 and float(kept["n"]) == admitted([w for w in windows if w["speech"]])
+
+
+def peak_rss_kb(pid: int) -> int:
+    """A live process's peak resident memory (VmHWM), kB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmHWM"].split()[0])
 
 
 def _daemon(pulse, tmp_path: Path, *extra_env: tuple[str, str]) -> tuple[subprocess.Popen, Path]:
