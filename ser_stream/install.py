@@ -18,26 +18,24 @@ import sys
 from pathlib import Path
 
 from .errors import EX_CONFIG, SerStreamError
+from .packaged import packaged_file
 
 log = logging.getLogger(__name__)
-
-def _units() -> Path:
-    """The repository's systemd/ folder, installed as the package ser_stream.units."""
-    try:
-        from importlib.resources import files
-
-        found = files("ser_stream.units") / "ser-stream@.service"  # (a namespace package: join before str)
-        if found.is_file():
-            return Path(str(found)).parent
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "systemd"
 
 ROOM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+def _units() -> Path:
+    """The repository's systemd/ folder, installed as the package ser_stream.units."""
+    return packaged_file("ser_stream.units", "ser-stream@.service", checkout_folder="systemd").parent
+
+
 class InstallError(SerStreamError):
     exit_code = EX_CONFIG
+
+
+def _cannot_write(exc: OSError) -> InstallError:
+    return InstallError(f"cannot write {exc.filename}: {exc.strerror} (run as root, or use --user)")
 
 
 def _executable() -> str:
@@ -93,7 +91,7 @@ def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir:
             config.chmod(0o640)
             log.info("wrote %s (edit audio.device or audio.url, and mqtt)", config)
     except OSError as exc:
-        raise InstallError(f"cannot write {exc.filename}: {exc.strerror} (run as root, or use --user)") from None
+        raise _cannot_write(exc) from None
     cfg = load_config(config)  # the starting config (or the kept one) must be valid
     log.info("wrote %s", unit_dir / name)
     if not user and (network or cfg.audio.url is not None):
@@ -102,7 +100,7 @@ def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir:
             dropin.parent.mkdir(parents=True, exist_ok=True)
             dropin.write_text((_units() / "network-source.conf").read_text())
         except OSError as exc:
-            raise InstallError(f"cannot write {exc.filename}: {exc.strerror} (run as root, or use --user)") from None
+            raise _cannot_write(exc) from None
         log.info("wrote %s (a network source: no sound devices, no audio group)", dropin)
     analyze = shutil.which("systemd-analyze")
     if analyze:

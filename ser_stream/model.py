@@ -19,6 +19,7 @@ import numpy as np
 from .adaptation import Prior
 from .errors import ModelError
 from .features import FeatureDefinition
+from .packaged import packaged_file
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +29,8 @@ LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "sur
 DEFAULT_MODEL_NAME = "default.npz"
 
 
-def _default_model_path() -> Path:
-    """The bundled default model: inside the installed package (``ser_stream.models``, any install),
-    else ``models/`` beside the package (a source checkout run in place)."""
-    try:
-        from importlib.resources import files
-
-        found = files("ser_stream.models") / DEFAULT_MODEL_NAME
-        if found.is_file():
-            return Path(str(found))
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME
-
-
-DEFAULT_MODEL_PATH = _default_model_path()
+# inside the installed package (any install), else models/ beside the package (a checkout run in place)
+DEFAULT_MODEL_PATH = packaged_file("ser_stream.models", DEFAULT_MODEL_NAME, checkout_folder="models")
 _ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 
 
