@@ -128,19 +128,22 @@ def per_hop_ours(audio: Path, hops: int) -> list[float]:
     from ser_stream.capture.resample import Resampler
     from ser_stream.config import Config
     from ser_stream.model import load_model
-    from ser_stream.service import make_adapter, make_analyzer
+    from ser_stream.moodstep import MoodStep
+    from ser_stream.pipeline import make_analyzer
 
     y, sr = sf.read(audio, dtype="float32")
     model = load_model(None)
     config = Config()
-    an = make_analyzer(config, model, adapter=make_adapter(config, model))  # as `run` does: adapting
+    an = make_analyzer(config, None, fdef=model.features)  # as `run` does: adapting, window -> mood
+    step = MoodStep(model, config)
     rs = Resampler(sr, 16000)
-    an.push(rs.process(y[: 3 * sr]))
+    for res in an.push(rs.process(y[: 3 * sr])):
+        step.step(res, hop_seconds=an.hop_seconds)
     times = []
     for k in range(hops):
         block = y[3 * sr + k * sr : 3 * sr + (k + 1) * sr]
         t = time.process_time()
-        out = an.push(rs.process(block))
+        out = [step.step(res, hop_seconds=an.hop_seconds) for res in an.push(rs.process(block))]
         times.append(time.process_time() - t)
         assert len(out) == 1
     return times

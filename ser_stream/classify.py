@@ -13,8 +13,8 @@ from .capture.file import AudioFile
 from .capture.resample import Resampler
 from .config import Config
 from .model import Model
-from .pipeline import Analyzer, WindowResult, probs_json
-from .service import make_analyzer
+from .pipeline import Analyzer, WindowResult, make_analyzer, probs_json
+
 
 log = logging.getLogger(__name__)
 

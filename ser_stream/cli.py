@@ -147,7 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .capture.file import FileSource
     from .capture.microphone import MicrophoneSource
     from .model import load_model
-    from .service import Controls, adapts, default_state_dir, run_stream
+    from .moodstep import adapts
+    from .service import Controls, default_state_dir, run_stream
     from .sinks import SafeSinks
     from .sinks.stdout import StdoutSink
 

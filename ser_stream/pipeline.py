@@ -16,7 +16,7 @@ import numpy as np
 from . import features as F
 from . import vad
 from .adaptation import RunningStats
-from .config import VAD_THRESHOLD_DBFS
+from .config import VAD_THRESHOLD_DBFS, Config
 from .model import Model
 
 
@@ -33,7 +33,7 @@ class WindowResult:
     arousal: float | None = None  # [-1, 1], > 0 agitated; None without speech or without the head
     valence: float | None = None  # [-1, 1], > 0 positive
     padded: bool = False  # True for the one window of an input shorter than a window
-    vector: np.ndarray | None = None  # the model input, kept only with keep_vectors=True
+    vector: np.ndarray | None = None  # the model input: speech windows of a model-less analyzer, or keep_vectors=True
 
 
 def probs_json(probs: np.ndarray | None, labels: tuple[str, ...]) -> dict[str, float] | None:
@@ -81,6 +81,14 @@ def prior_weights(model: Model, label_prior: np.ndarray) -> np.ndarray:
     return (prior / prior.sum()) / train
 
 
+def label_prior(config: Config, model: Model) -> np.ndarray | None:
+    """``model.household_prior`` as (n_labels,) in the model's label order (labels it omits get 0.01), or None."""
+    prior = config.model.household_prior
+    if prior is None:
+        return None
+    return np.array([prior.get(lab, 0.01) for lab in model.labels], dtype=np.float64)
+
+
 MAX_ABS_SAMPLE = 16.0  # float audio is nominally within [-1, 1]; beyond 24 dB over full scale it is damage
 
 
@@ -92,7 +100,9 @@ class Analyzer:
     """Stateful stream analyser; owned by one thread (not thread-safe).
 
     ``push(samples)`` takes float32 mono samples at the feature rate and returns
-    the windows completed by them (zero or more).
+    the windows completed by them (zero or more). With a ``model`` speech windows
+    are classified (``classify``); without one they carry their ``vector`` for
+    :class:`~ser_stream.moodstep.MoodStep` (``run``, evaluation).
     """
 
     def __init__(
@@ -224,5 +234,23 @@ class Analyzer:
             level_dbfs=level,
             arousal=arousal,
             valence=valence,
-            vector=vector if self.keep_vectors else None,
+            vector=vector if (self.keep_vectors or self.scorer is None) else None,
         )
+
+
+def make_analyzer(config: Config, model: Model | None, *, keep_vectors: bool = False,
+                  adapter: RunningStats | None = None, fdef: F.FeatureDefinition | None = None) -> Analyzer:
+    """The configured analyzer for ``model`` (None: vectors and speech only, of ``fdef``)."""
+    return Analyzer(
+        fdef=model.features if model is not None else fdef,
+        model=model,
+        window_seconds=config.window.length_seconds,
+        hop_seconds=config.window.hop_seconds,
+        vad_enabled=config.vad.enabled,
+        vad_threshold_dbfs=config.vad.threshold_dbfs,
+        vad_noise_margin_db=config.vad.noise_margin_db,
+        vad_min_active_seconds=config.vad.min_active_seconds,
+        keep_vectors=keep_vectors,
+        adapter=adapter,
+        label_prior=None if model is None else label_prior(config, model),
+    )

@@ -25,10 +25,10 @@ import numpy as np
 from .adaptation import Prior, RunningStats
 from .capture.resample import Resampler
 from .config import Config
-from .features import FeatureDefinition
 from .model import Model
-from .mood import MoodTracker
-from .pipeline import Analyzer, WindowResult
+from .mood import MoodState, MoodTracker
+from .moodstep import MoodStep
+from .pipeline import WindowResult, make_analyzer
 from .ringbuffer import RingBuffer
 from .sinks import SafeSinks, StateMessage, iso_utc, window_message
 
@@ -207,51 +207,6 @@ class RunStats:
     seconds: float = 0.0
 
 
-def adapts(config: Config, model: Model) -> bool:
-    """Whether streams adapt: adaptation is on and the model has an adaptive head."""
-    return config.adaptation.enabled and model.adaptive is not None
-
-
-def make_adapter(config: Config, model: Model) -> RunningStats | None:
-    """The stream's adaptation statistics, from the population's, when :func:`adapts`."""
-    if not adapts(config, model):
-        return None
-    return RunningStats(prior=model.adaptive.prior, max_windows=config.adaptation.max_windows)
-
-
-def label_prior(config: Config, model: Model) -> np.ndarray | None:
-    """``model.household_prior`` as (n_labels,) in the model's label order (labels it omits get 0.01), or None."""
-    prior = config.model.household_prior
-    if prior is None:
-        return None
-    return np.array([prior.get(lab, 0.01) for lab in model.labels], dtype=np.float64)
-
-
-def make_analyzer(config: Config, model: Model | None, *, keep_vectors: bool = False,
-                  adapter: RunningStats | None = None, fdef: FeatureDefinition | None = None) -> Analyzer:
-    """The configured analyzer for ``model`` (None: vectors and speech only, of ``fdef``)."""
-    return Analyzer(
-        fdef=model.features if model is not None else fdef,
-        model=model,
-        window_seconds=config.window.length_seconds,
-        hop_seconds=config.window.hop_seconds,
-        vad_enabled=config.vad.enabled,
-        vad_threshold_dbfs=config.vad.threshold_dbfs,
-        vad_noise_margin_db=config.vad.noise_margin_db,
-        vad_min_active_seconds=config.vad.min_active_seconds,
-        keep_vectors=keep_vectors,
-        adapter=adapter,
-        label_prior=None if model is None else label_prior(config, model),
-    )
-
-
-def make_tracker(config: Config, model: Model) -> MoodTracker:
-    """The configured mood smoother for ``model``'s labels."""
-    m = config.mood
-    return MoodTracker(labels=model.labels, min_confidence=m.min_confidence, min_dwell_seconds=m.min_dwell_seconds,
-                       smoothing_seconds=m.smoothing_seconds, idle_after_seconds=m.idle_after_seconds)
-
-
 def state_message(tracker: MoodTracker, *, speech: bool, muted: bool, since: str) -> StateMessage:
     probs = tracker.probs
     return StateMessage(
@@ -289,16 +244,16 @@ def run_stream(
     notifier = Notifier()
     ring = RingBuffer(int(source.sample_rate_hz * config.audio.buffer_seconds))
     resampler = Resampler(source.sample_rate_hz, model.sample_rate_hz)
-    adapter, store = make_adapter(config, model), None
+    mood_step = MoodStep(model, config)
+    adapter, tracker, store = mood_step.adapter, mood_step.tracker, None
     if adapter is not None:
         store = AdaptationStore(adaptation_dir, key=prior_key(adapter.prior))
         store.load(adapter)
     elif config.adaptation.enabled:
         log.info("the model has no adaptive head: adaptation is off")
-    analyzer = make_analyzer(config, model, adapter=adapter)
+    analyzer = make_analyzer(config, None, fdef=model.features)
     if metrics is not None:  # a MetricsSink (already among the sinks): live values and per-hop times
         metrics.bind(ring=ring, source=source, mqtt=next((s for s in sinks.sinks if s.name == "mqtt"), None))
-    tracker = make_tracker(config, model)
     stats = RunStats()
     since = iso_utc(datetime.now(timezone.utc))
     muted = controls.muted
@@ -313,12 +268,17 @@ def run_stream(
             last_state = key
             sinks.state(state)
 
-    def emit(res: WindowResult) -> None:
+    def judge(results: list[WindowResult]) -> list[tuple[WindowResult, MoodState, str]]:
+        """Each window scored, with the mood after it and the mood before it."""
+        out = []
+        for res in results:
+            previous = tracker.mood
+            out.append((*mood_step.step(res, hop_seconds=analyzer.hop_seconds), previous))
+        return out
+
+    def emit(res: WindowResult, state: MoodState, previous: str) -> None:
         nonlocal since, speech
         now = datetime.now(timezone.utc)
-        previous = tracker.mood
-        state = tracker.update(t=res.t, hop_seconds=analyzer.hop_seconds, probs=res.probs, arousal=res.arousal,
-                               valence=res.valence, settled=adapter is None or adapter.settled)
         speech = res.speech
         stats.windows += 1
         stats.speech_windows += int(res.speech)
@@ -357,7 +317,7 @@ def run_stream(
                 muted = controls.muted
                 t_now = consumed / source.sample_rate_hz
                 if muted:
-                    if tracker.reset(t=t_now):
+                    if mood_step.reset_mood(t=t_now):
                         since = iso_utc(datetime.now(timezone.utc))
                     speech = False
                 else:
@@ -373,21 +333,21 @@ def run_stream(
             consumed += n
             if not muted:
                 t0 = time.perf_counter()
-                results = analyzer.push(resampler.process(block[:n]))
+                results = judge(analyzer.push(resampler.process(block[:n])))
                 if metrics is not None and results:
                     per_hop = (time.perf_counter() - t0) / len(results)
                     for _ in results:
                         metrics.observe_hop(per_hop)
-                for res in results:
-                    emit(res)
+                for judged in results:
+                    emit(*judged)
             if limit is not None and consumed >= limit:
                 break
         if not stop.is_set() and not muted:  # end of input or --max-seconds: drain the resampler
-            for res in analyzer.push(resampler.flush()):
-                emit(res)
+            for judged in judge(analyzer.push(resampler.flush())):
+                emit(*judged)
             short = analyzer.flush_short()
             if short is not None:
-                emit(short)
+                emit(*judge([short])[0])
     finally:
         notifier.send("STOPPING=1")
         source.stop()  # capture first ...

@@ -67,6 +67,27 @@ def long_wav(ravdess: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+class CollectSink:
+    """A sink that keeps every window message (for run_stream in-process)."""
+
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.windows: list = []
+
+    def publish_window(self, msg) -> None:
+        self.windows.append(msg)
+
+    def publish_state(self, msg) -> None:
+        pass
+
+    def publish_event(self, msg) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, input: bytes | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m ser_stream ARGS`` and capture stdout/stderr as text."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("SER_STREAM_") or k == "SER_STREAM_DATA_DIR"}

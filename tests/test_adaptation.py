@@ -19,7 +19,7 @@ from ser_stream.pipeline import Analyzer
 from ser_stream.service import ADAPTATION_FILE, Controls, run_stream
 from ser_stream.sinks import SafeSinks
 
-from .conftest import cli
+from .conftest import CollectSink, cli
 
 PRIOR = Prior(mean=np.array([0.0, 10.0, -3.0]), var=np.array([1.0, 4.0, 0.25]), windows=20.0)
 
@@ -106,27 +106,8 @@ def test_default_model_has_an_adaptive_head_and_a_bad_one_is_a_model_error(tmp_p
                  adapter=RunningStats(prior=model.adaptive.prior))
 
 
-class _Collect:
-    name = "collect"
-
-    def __init__(self) -> None:
-        self.windows: list = []
-
-    def publish_window(self, msg) -> None:
-        self.windows.append(msg)
-
-    def publish_state(self, msg) -> None:
-        pass
-
-    def publish_event(self, msg) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _run(path: Path, state: Path | None, controls: Controls | None = None, config: Config | None = None):
-    sink = _Collect()
+    sink = CollectSink()
     run_stream(config=config or Config(), model=load_model(None), source=FileSource(path, realtime=False),
                sinks=SafeSinks([sink]), stop=threading.Event(), controls=controls, adaptation_dir=state)
     return [w for w in sink.windows if w["speech"]]

@@ -64,3 +64,47 @@ def test_calibration_error_and_binary_uar():
     assert expected_calibration_error(np.array([0.8] * 5), np.array([1, 1, 1, 1, 0.0])) == pytest.approx(0.0)
     assert binary_uar(np.array([1, 1, 0, 0]), np.array([0.5, -0.1, -0.3, -0.2])) == 0.75
     assert binary_uar(np.array([1, 1]), np.array([0.5, 0.1])) is None  # one class only
+
+
+def test_the_daemon_and_the_household_protocol_share_the_window_to_mood_step(emodb_small: Path, tmp_path: Path):
+    """One speaker's stream of clips, as the household protocol builds it, streamed through ``run``'s
+    own loop (run_stream, a file source) and scored by the protocol: the same moods, probabilities,
+    arousal and valence, window by window."""
+    import threading
+
+    import soundfile as sf
+
+    from ser_stream.capture.file import FileSource
+    from ser_stream.config import Config
+    from ser_stream.model import load_model
+    from ser_stream.service import run_stream
+    from ser_stream.sinks import SafeSinks
+    from ser_stream.training.corpora import scan_corpus
+    from ser_stream.training.household import score_stream
+    from ser_stream.training.streams import GAP_SECONDS, analyse_streams, speaker_order, stream_audio
+
+    from .conftest import CollectSink
+
+    model, config = load_model(None), Config()
+    clips = scan_corpus(emodb_small)
+    order = speaker_order(clips, "03", seed=0)[:12]
+    stream = analyse_streams(clips, {"03": order}, gap=GAP_SECONDS, fdef=model.features, config=config, jobs=1,
+                             seed=0)[0]
+    scored = score_stream(model, config, stream)
+    audio, _, _ = stream_audio("03", [str(clips[i].path) for i in order], gap=GAP_SECONDS,
+                               sample_rate_hz=model.sample_rate_hz, seed=0)
+    wav = tmp_path / "stream.wav"
+    sf.write(wav, audio, model.sample_rate_hz, subtype="FLOAT")
+    sink = CollectSink()
+    run_stream(config=config, model=model, source=FileSource(wav, realtime=False), sinks=SafeSinks([sink]),
+               stop=threading.Event())
+    daemon = sink.windows
+    assert len(daemon) == stream.t.size > 30
+    assert [w["mood"] for w in daemon] == scored.moods
+    assert len(set(scored.moods)) > 1  # the moods move: the comparison says something
+    for k, w in enumerate(daemon):
+        assert w["speech"] == bool(stream.speech[k])
+        if w["speech"]:
+            assert [w["probs"][lab] for lab in model.labels] == [round(float(p), 4) for p in scored.probs[k]]
+            assert w["arousal"] == round(float(scored.arousal[k]), 3)
+            assert w["valence"] == round(float(scored.valence[k]), 3)

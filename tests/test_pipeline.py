@@ -12,8 +12,7 @@ from ser_stream.capture.resample import Resampler
 from ser_stream.config import Config
 from ser_stream.model import load_model
 from ser_stream.mood import IDLE, MoodTracker
-from ser_stream.pipeline import Analyzer
-from ser_stream.service import make_analyzer
+from ser_stream.pipeline import Analyzer, make_analyzer
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..config import Config
 from ..model import LABELS, Model
-from ..pipeline import WindowScorer
-from ..service import label_prior, make_adapter, make_tracker
+from ..moodstep import MoodStep
+from ..pipeline import WindowResult
 from .corpora import Clip
 from .fit import AROUSAL_HIGH, VALENCE_POSITIVE
 from .metrics import binary_uar, expected_calibration_error, reliability, summarize_predictions
@@ -45,24 +45,23 @@ class Scored:
 
 
 def score_stream(model: Model, config: Config, stream: Stream) -> Scored:
-    """Score ``stream`` as ``run`` would: a fresh adapter (the population's statistics), then every
-    window in order."""
-    adapter = make_adapter(config, model)
-    scorer = WindowScorer(model, adapter=adapter, label_prior=label_prior(config, model))
-    tracker = make_tracker(config, model)
+    """Score ``stream`` as ``run`` does, through the daemon's :class:`~ser_stream.moodstep.MoodStep`:
+    a fresh adapter (the population's statistics), then every window in order."""
+    step = MoodStep(model, config)
     n = stream.t.size
     probs = np.full((n, len(model.labels)), np.nan)
     arousal, valence = np.full(n, np.nan), np.full(n, np.nan)
     moods = []
     for k in range(n):
-        p = None
-        if stream.speech[k]:
-            p, a, v = scorer.score(stream.vectors[k])
-            probs[k] = p
-            arousal[k] = np.nan if a is None else a
-            valence[k] = np.nan if v is None else v
-        settled = adapter is None or adapter.settled
-        moods.append(tracker.update(t=float(stream.t[k]), hop_seconds=stream.hop_seconds, probs=p, settled=settled).mood)
+        speech = bool(stream.speech[k])
+        window = WindowResult(t=float(stream.t[k]), speech=speech, label=None, confidence=None, probs=None,
+                              level_dbfs=0.0, vector=stream.vectors[k] if speech else None)
+        res, state = step.step(window, hop_seconds=stream.hop_seconds)
+        if speech:
+            probs[k] = res.probs
+            arousal[k] = np.nan if res.arousal is None else res.arousal
+            valence[k] = np.nan if res.valence is None else res.valence
+        moods.append(state.mood)
     return Scored(stream, probs, arousal, valence, moods)
 
 

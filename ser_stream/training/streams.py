@@ -55,30 +55,38 @@ def _seed(name: str, seed: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{name}:{seed}".encode()).digest()[:8], "little")
 
 
-def _analyse(name: str, paths: list[str], order: list[int], gap: float, fdef_dict: dict[str, Any],
-             config_dict: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
-    from ..service import make_analyzer
-
-    fdef = FeatureDefinition.from_dict(fdef_dict)
-    config = Config(**config_dict)
-    sr = fdef.sample_rate_hz
+def stream_audio(name: str, paths: list[str], *, gap: float, sample_rate_hz: int,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The audio of stream ``name``: the clips ``paths`` in order, each followed by ``gap`` seconds of
+    near-silence (seeded by name and seed); returns (samples, clip starts (s), clip ends (s))."""
+    sr = sample_rate_hz
     rng = np.random.default_rng(_seed(name, seed))
     gap_n = int(round(gap * sr))
     parts, starts, ends, pos = [], [], [], 0
-    for i in order:
-        y = clip_audio(paths[i], sample_rate_hz=sr)
+    for path in paths:
+        y = clip_audio(path, sample_rate_hz=sr)
         parts.append(y)
         starts.append(pos / sr)
         pos += y.size
         ends.append(pos / sr)
         parts.append((rng.standard_normal(gap_n) * SILENCE_RMS).astype(np.float32))
         pos += gap_n
+    return np.concatenate(parts), np.array(starts), np.array(ends)
+
+
+def _analyse(name: str, paths: list[str], order: list[int], gap: float, fdef_dict: dict[str, Any],
+             config_dict: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+    from ..pipeline import make_analyzer
+
+    fdef = FeatureDefinition.from_dict(fdef_dict)
+    config = Config(**config_dict)
+    sr = fdef.sample_rate_hz
+    audio, starts_a, ends_a = stream_audio(name, [paths[i] for i in order], gap=gap, sample_rate_hz=sr, seed=seed)
     analyzer = make_analyzer(config, None, keep_vectors=True, fdef=fdef)
-    results = analyzer.push(np.concatenate(parts))
+    results = analyzer.push(audio)
     t = np.array([r.t for r in results])
     speech = np.array([r.speech for r in results], dtype=bool)
     vectors = np.stack([r.vector for r in results]).astype(np.float64)
-    starts_a, ends_a = np.array(starts), np.array(ends)
     window = analyzer.window_samples / sr
     overlap = np.minimum(t[:, None], ends_a[None, :]) - np.maximum(t[:, None] - window, starts_a[None, :])
     best = np.argmax(overlap, axis=1)
