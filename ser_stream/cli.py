@@ -60,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     cls.add_argument("--windows", action="store_true", help="one JSON object per window instead of per file")
     cls.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
 
-    tr = sub.add_parser("train", parents=[cfg], help="train a model bundle on RAVDESS-named audio or a folder with labels.csv")
-    tr.add_argument("--data", type=Path, required=True, metavar="DIR")
+    tr = sub.add_parser("train", parents=[cfg],
+                        help="train a model bundle on one or more corpora (RAVDESS-named audio or folders with labels.csv)")
+    tr.add_argument("--data", type=Path, required=True, nargs="+", metavar="DIR",
+                    help="corpus folders; with several, no corpus or label dominates and the confidence is "
+                         "calibrated on held-out corpora (leave-one-corpus-out)")
     tr.add_argument("--out", type=Path, default=Path("ser-stream-model.npz"), metavar="FILE")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -69,16 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="random living-room copies of each clip (noise, reverb, gain, speed, band limits); 0 = none "
                          "(default: the recipe's, see models/README.md)")
 
-    ev = sub.add_parser("evaluate", parents=[cfg], help="speaker-grouped evaluation on RAVDESS-named audio or a labels.csv corpus")
-    ev.add_argument("--data", type=Path, required=True, metavar="DIR")
+    ev = sub.add_parser("evaluate", parents=[cfg],
+                        help="speaker- or corpus-grouped evaluation on RAVDESS-named audio or labels.csv corpora")
+    ev.add_argument("--data", type=Path, required=True, nargs="+", metavar="DIR")
     ev.add_argument("--model", type=Path,
                     help="score this trained bundle on every clip of DIR instead of cross-validating the recipe "
                          "(protocol 'fixed-model'; e.g. the shipped model on another corpus with RAVDESS-style names; "
                          "with --protocol speaker-adaptive its adaptive head, per-speaker statistics from other clips)")
-    ev.add_argument("--protocol", choices=["household", "speaker-independent", "speaker-adaptive", "seed4"],
+    ev.add_argument("--protocol", choices=["leave-one-corpus-out", "household", "speaker-independent",
+                                           "speaker-adaptive", "seed4"],
                     default="speaker-independent",
-                    help="household (the headline): each speaker's clips streamed through the daemon's own path "
-                         "with the configured adaptation, mood and prior, plus false triggers on neutral talk")
+                    help="leave-one-corpus-out (the headline; needs several --data): each corpus scored by the recipe "
+                         "trained on the others, through the household protocol; household: each speaker's clips "
+                         "streamed through the daemon's own path with the configured adaptation, mood and prior, "
+                         "plus false triggers on neutral talk and a quarrel per speaker")
     ev.add_argument("--report", type=Path, metavar="DIR", help="also write the JSON and a confusion-matrix PNG here")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -243,7 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _load(args)
     _setup_logging(config.logging.level)
-    train_command(data_dir=args.data, out=args.out, seed=args.seed, jobs=args.jobs, augment_copies=args.augment_copies)
+    train_command(data_dirs=args.data, out=args.out, seed=args.seed, jobs=args.jobs, augment_copies=args.augment_copies)
     return EX_OK
 
 
@@ -255,14 +262,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.model is not None:
         from .model import load_model
 
-        if args.protocol == "seed4":
-            raise UsageError("--model scores every clip of DIR; --protocol seed4 is a training split")
-        summary = evaluate_model(load_model(args.model), data_dir=args.data, jobs=args.jobs, report=args.report,
+        if args.protocol in ("seed4", "leave-one-corpus-out"):
+            raise UsageError(f"--model scores every clip of DIR; --protocol {args.protocol} trains its own models")
+        summary = evaluate_model(load_model(args.model), data_dirs=args.data, jobs=args.jobs, report=args.report,
                                  degrade=args.degrade, seed=args.seed, adaptive=args.protocol == "speaker-adaptive",
                                  household=config if args.protocol == "household" else None)
         sys.stdout.write(json.dumps(summary) + "\n")
         return EX_OK
-    summary = evaluate_command(data_dir=args.data, protocol=args.protocol, seed=args.seed, jobs=args.jobs,
+    if args.protocol == "leave-one-corpus-out" and len(args.data) < 2:
+        raise UsageError("--protocol leave-one-corpus-out needs two or more corpora: --data DIR DIR ...")
+    summary = evaluate_command(data_dirs=args.data, protocol=args.protocol, seed=args.seed, jobs=args.jobs,
                                report=args.report, degrade=args.degrade, augment_copies=args.augment_copies,
                                config=config)
     sys.stdout.write(json.dumps(summary) + "\n")

@@ -131,6 +131,17 @@ class MoodConfig(_Section):
     """Time constant of the moving average of probabilities over speech windows."""
     idle_after_seconds: float = Field(default=60.0, gt=0.0)
     """After this much continuous silence the mood returns to ``idle``."""
+    arousal_on: float | None = Field(default=0.4, ge=-1.0, le=1.0)
+    """Smoothed arousal (the model's arousal head, [-1, 1]) from which the voice counts as agitated:
+    the most probable agitated emotion becomes the mood without ``min_confidence``; null = off."""
+    arousal_off: float | None = Field(default=0.1, ge=-1.0, le=1.0)
+    """An agitated mood holds until the smoothed arousal falls below this (null = ``arousal_on``)."""
+
+    @model_validator(mode="after")
+    def _arousal_hysteresis(self) -> "MoodConfig":
+        if self.arousal_off is not None and self.arousal_on is not None and self.arousal_off > self.arousal_on:
+            raise ValueError(f"arousal_off ({self.arousal_off}) must not be above arousal_on ({self.arousal_on})")
+        return self
 
 
 class StdoutConfig(_Section):

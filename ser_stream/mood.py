@@ -11,6 +11,14 @@ Rules (all times in stream seconds):
   no longer what the voices sound like most. With calibrated probabilities
   (rarely above 0.5 on unseen voices) an emotional mood would otherwise stay
   long after the emotion had gone.
+- With ``arousal_on`` set, agitation is heard through the arousal head as
+  well: while the smoothed arousal is at least ``arousal_on`` (and, once an
+  agitated mood is set, until it falls below ``arousal_off``) the leading label
+  is the most probable *agitated* one (AGITATED), and it needs no confidence:
+  the arousal head says the voice is agitated, the emotion head says how.
+- Speech that goes on for ``min_dwell_seconds`` while the mood is ``idle`` sets
+  the leading rest mood (``neutral`` or ``calm``) when no emotion qualifies:
+  ``idle`` means nobody is talking.
 - While the caller says ``settled=False`` (the stream's adaptation statistics
   are still mostly the training population's, see
   :meth:`ser_stream.adaptation.RunningStats.settled`) only rest moods are
@@ -30,6 +38,7 @@ import numpy as np
 
 IDLE = "idle"
 REST = ("neutral", "calm")  # moods that need no confidence to return to
+AGITATED = ("angry", "fearful", "happy", "surprised", "disgust")  # moods a quarrel (high arousal) sets
 
 
 @dataclass(frozen=True)
@@ -51,8 +60,14 @@ class MoodTracker:
         min_dwell_seconds: float,
         smoothing_seconds: float,
         idle_after_seconds: float,
+        arousal_on: float | None = None,
+        arousal_off: float | None = None,
     ) -> None:
         self.labels = labels
+        self.arousal_on = arousal_on
+        self.arousal_off = arousal_on if arousal_off is None else arousal_off
+        self._rest = [i for i, lab in enumerate(labels) if lab in REST]
+        self._agitated = np.array([lab in AGITATED for lab in labels])
         self.min_confidence = min_confidence
         self.min_dwell_seconds = min_dwell_seconds
         self.smoothing_seconds = smoothing_seconds
@@ -64,6 +79,7 @@ class MoodTracker:
         self._lead: int | None = None
         self._lead_seconds = 0.0
         self._silence_seconds = 0.0
+        self._speech_seconds = 0.0  # speech since the mood became idle
 
     @property
     def probs(self) -> np.ndarray | None:
@@ -91,6 +107,7 @@ class MoodTracker:
         if changed:
             self.mood, self.since = IDLE, t
         self._avg, self._dims, self._lead, self._lead_seconds, self._silence_seconds = None, None, None, 0.0, 0.0
+        self._speech_seconds = 0.0
         return changed
 
     def mood_confidence(self) -> float | None:
@@ -109,6 +126,7 @@ class MoodTracker:
             if self.mood != IDLE and self._silence_seconds >= self.idle_after_seconds - 1e-9:
                 self.mood, self.since, changed = IDLE, t, True
                 self._avg, self._dims, self._lead, self._lead_seconds = None, None, None, 0.0
+                self._speech_seconds = 0.0
             return MoodState(self.mood, self.mood_confidence(), self.since, changed)
 
         self._silence_seconds = 0.0
@@ -120,7 +138,8 @@ class MoodTracker:
             alpha = 1.0 if self.smoothing_seconds <= 0 else 1.0 - math.exp(-hop_seconds / self.smoothing_seconds)
             self._avg = (1.0 - alpha) * self._avg + alpha * p
             self._dims = (1.0 - alpha) * self._dims + alpha * dims
-        lead = int(np.argmax(self._avg))
+        agitated = settled and self._is_agitated()
+        lead = int(np.argmax(np.where(self._agitated, self._avg, -1.0))) if agitated else int(np.argmax(self._avg))
         if self.labels[lead] == self.mood:
             self._lead, self._lead_seconds = None, 0.0
         else:
@@ -129,8 +148,22 @@ class MoodTracker:
             else:
                 self._lead, self._lead_seconds = lead, hop_seconds
             rest = self.labels[lead] in REST
-            sure = rest or (settled and self._avg[lead] >= self.min_confidence)
+            sure = rest or agitated or (settled and self._avg[lead] >= self.min_confidence)
             if self._lead_seconds >= self.min_dwell_seconds - 1e-9 and sure:
                 self.mood, self.since, changed = self.labels[lead], t, True
                 self._lead, self._lead_seconds = None, 0.0
+        if self.mood == IDLE:
+            self._speech_seconds += hop_seconds
+            if self._rest and self._speech_seconds >= self.min_dwell_seconds - 1e-9:
+                best_rest = max(self._rest, key=lambda i: self._avg[i])
+                self.mood, self.since, changed = self.labels[best_rest], t, True
+                self._lead, self._lead_seconds = None, 0.0
         return MoodState(self.mood, self.mood_confidence(), self.since, changed)
+
+    def _is_agitated(self) -> bool:
+        """Whether the smoothed arousal says agitated: at least ``arousal_on``, or ``arousal_off`` while
+        the mood already is agitated (hysteresis). False without ``arousal_on`` or an arousal head."""
+        if self.arousal_on is None or self._dims is None or not np.isfinite(self._dims[0]):
+            return False
+        threshold = self.arousal_off if self.mood in AGITATED else self.arousal_on
+        return bool(self._dims[0] >= threshold)

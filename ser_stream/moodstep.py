@@ -43,7 +43,8 @@ def make_tracker(config: Config, model: Model) -> MoodTracker:
     """The configured mood smoother for ``model``'s labels."""
     m = config.mood
     return MoodTracker(labels=model.labels, min_confidence=m.min_confidence, min_dwell_seconds=m.min_dwell_seconds,
-                       smoothing_seconds=m.smoothing_seconds, idle_after_seconds=m.idle_after_seconds)
+                       smoothing_seconds=m.smoothing_seconds, idle_after_seconds=m.idle_after_seconds,
+                       arousal_on=m.arousal_on, arousal_off=m.arousal_off)
 
 
 class MoodStep:

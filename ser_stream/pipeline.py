@@ -46,7 +46,8 @@ class WindowScorer:
 
     With ``adapter`` (the stream's statistics) the window goes to the adaptive heads, normalised
     with the statistics of the speech heard *before* it, and is then offered to them with its arousal
-    (:meth:`~ser_stream.adaptation.RunningStats.offer` keeps the calmer half). With
+    (:meth:`~ser_stream.adaptation.RunningStats.offer` keeps the calmer half); the arousal it
+    answers is relative to the household's (:class:`~ser_stream.adaptation.ArousalBaseline`). With
     ``label_prior`` (n_labels,) the probabilities are reweighted by Bayes' rule from the training
     corpus's label frequencies (``model.meta["training"]["label_share"]``, uniform when absent) to
     that prior. Owned by the pipeline thread (the adapter is its state).
@@ -68,6 +69,8 @@ class WindowScorer:
             probs = probs * self.weights
             probs = probs / probs.sum()
         if self.adapter is not None:
+            if arousal is not None:
+                arousal = self.adapter.relative_arousal(arousal)
             self.adapter.offer(vector, arousal=arousal)
         return probs, arousal, valence
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import EX_DATAERR, InputMissingError, SerStreamError
@@ -29,6 +29,7 @@ class Clip:
     actor: int | str  # the speaker: RAVDESS's actor number, or labels.csv's speaker
     statement: int = 0  # RAVDESS only (0: unknown)
     intensity: int = 0  # RAVDESS: 1 normal, 2 strong (0: unknown)
+    corpus: str = ""  # the corpus folder's name
 
 
 LABELS_CSV = "labels.csv"
@@ -42,9 +43,32 @@ class LabelsError(SerStreamError):
 
 def scan_corpus(data_dir: Path) -> list[Clip]:
     """The clips of ``data_dir``: from its ``labels.csv`` when it has one, else RAVDESS names."""
-    if (data_dir / LABELS_CSV).is_file():
-        return scan_labels_csv(data_dir / LABELS_CSV)
-    return scan_ravdess(data_dir)
+    clips = scan_labels_csv(data_dir / LABELS_CSV) if (data_dir / LABELS_CSV).is_file() else scan_ravdess(data_dir)
+    return [replace(c, corpus=corpus_name(data_dir)) for c in clips]
+
+
+def corpus_name(data_dir: Path) -> str:
+    """A corpus's name: its folder's (``../shared/data/nemo`` -> ``nemo``)."""
+    return Path(data_dir).resolve().name
+
+
+def scan_corpora(data_dirs: list[Path]) -> list[Clip]:
+    """The clips of several corpora, in order. With more than one, speakers are named
+    ``corpus/speaker`` so that two corpora's speaker "03" stay two voices; raises InputMissingError
+    when two folders have the same name (their clips could not be told apart in the reports)."""
+    data_dirs = [Path(d) for d in data_dirs]
+    names = [corpus_name(d) for d in data_dirs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputMissingError(f"--data: two corpus folders named {', '.join(dupes)}; give each corpus once")
+    if len(data_dirs) == 1:
+        return scan_corpus(data_dirs[0])
+    return [replace(c, actor=f"{c.corpus}/{c.actor}") for d in data_dirs for c in scan_corpus(d)]
+
+
+def corpora_of(clips: list[Clip]) -> list[str]:
+    """The corpora of ``clips`` in first-seen order."""
+    return list(dict.fromkeys(c.corpus for c in clips))
 
 
 def scan_labels_csv(path: Path) -> list[Clip]:

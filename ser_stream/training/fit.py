@@ -34,14 +34,34 @@ DIMENSION_TARGETS = {"arousal": AROUSAL_HIGH, "valence": VALENCE_POSITIVE}
 DIMENSION_MLP_PARAMS: dict[str, Any] = {**MLP_PARAMS, "hidden_layer_sizes": (128,)}
 
 
-def fit(X: np.ndarray, y: np.ndarray, *, seed: int, params: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """Standardise and fit the MLP; returns (scaler, classifier)."""
+def fit(X: np.ndarray, y: np.ndarray, *, seed: int, params: dict[str, Any] | None = None,
+        weights: np.ndarray | None = None) -> tuple[Any, Any]:
+    """Standardise and fit the MLP (rows weighted by ``weights``, mean 1; None: equally); returns (scaler, classifier)."""
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(X)
-    clf = MLPClassifier(random_state=seed, **(params or MLP_PARAMS)).fit(scaler.transform(X), y)
+    scaler = StandardScaler().fit(X, sample_weight=weights)
+    clf = MLPClassifier(random_state=seed, **(params or MLP_PARAMS)).fit(scaler.transform(X), y, sample_weight=weights)
     return scaler, clf
+
+
+def clip_weights(clips: list[Clip]) -> np.ndarray:
+    """A weight per clip (mean 1) so that no corpus and no label dominates: every label present weighs
+    the same, shared equally by the corpora that have it, and within one corpus's label every clip
+    weighs the same. A label a corpus lacks is simply absent from it: it never becomes a negative
+    example weighted up to fill the gap (see models/README.md, "Training data")."""
+    cells: dict[tuple[str, int], int] = {}
+    for c in clips:
+        cells[(c.corpus, c.label)] = cells.get((c.corpus, c.label), 0) + 1
+    corpora_with = {lab: sum(1 for (_, lb) in cells if lb == lab) for lab in {lb for _, lb in cells}}
+    w = np.array([1.0 / (corpora_with[c.label] * cells[(c.corpus, c.label)]) for c in clips])
+    return w * (len(clips) / w.sum())
+
+
+def window_weights(clip_w: np.ndarray, vectors: list[np.ndarray]) -> np.ndarray:
+    """Per window (concatenated as ``vectors``): its clip's weight shared by the clip's windows, mean 1."""
+    w = np.concatenate([np.full(v.shape[0], cw / v.shape[0]) for cw, v in zip(clip_w, vectors)])
+    return w * (w.size / w.sum())
 
 
 def dimension_targets(y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -51,16 +71,17 @@ def dimension_targets(y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]
     return codes >= 0, codes[codes >= 0]
 
 
-def fit_heads(X: np.ndarray, y: np.ndarray, *, seed: int) -> "Heads":
-    """The emotion classifier on every window of ``X`` (labels ``y``), and the arousal and valence
-    heads on the windows whose label has a side (DIMENSION_TARGETS)."""
+def fit_heads(X: np.ndarray, y: np.ndarray, *, seed: int, weights: np.ndarray | None = None) -> "Heads":
+    """The emotion classifier on every window of ``X`` (labels ``y``, row ``weights``), and the arousal
+    and valence heads on the windows whose label has a side (DIMENSION_TARGETS)."""
     from ..model import DIMENSIONS, Heads
 
     dims = {}
     for name in DIMENSIONS:
         mask, target = dimension_targets(y, name)
-        dims[name] = classifier_of(*fit(X[mask], target, seed=seed, params=DIMENSION_MLP_PARAMS))
-    return Heads(classifier_of(*fit(X, y, seed=seed)), **dims)
+        wm = None if weights is None else weights[mask] * (mask.sum() / weights[mask].sum())
+        dims[name] = classifier_of(*fit(X[mask], target, seed=seed, params=DIMENSION_MLP_PARAMS, weights=wm))
+    return Heads(classifier_of(*fit(X, y, seed=seed, weights=weights), n_classes=len(LABELS)), **dims)
 
 
 def stack_windows(clips: list[Clip], vectors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -69,15 +90,29 @@ def stack_windows(clips: list[Clip], vectors: list[np.ndarray]) -> tuple[np.ndar
     return X, y
 
 
-def classifier_of(scaler: Any, clf: Any) -> "Classifier":
-    """A fitted StandardScaler and MLPClassifier as plain arrays."""
+ABSENT_LOGIT = -50.0  # output of a label no training clip had: probability about 1e-22
+
+
+def classifier_of(scaler: Any, clf: Any, *, n_classes: int | None = None) -> "Classifier":
+    """A fitted StandardScaler and MLPClassifier as plain arrays. With ``n_classes`` (a softmax
+    head) the output layer gets a column for every class index 0..n_classes-1; a class the training
+    windows lacked (``calm`` when RAVDESS is held out) gets ABSENT_LOGIT: never answered."""
     from ..model import Classifier
 
+    coefs = [np.asarray(w) for w in clf.coefs_]
+    intercepts = [np.asarray(b) for b in clf.intercepts_]
+    classes = np.asarray(clf.classes_)
+    if n_classes is not None and len(classes) > 2 and len(classes) < n_classes:
+        w = np.zeros((coefs[-1].shape[0], n_classes))
+        b = np.full(n_classes, ABSENT_LOGIT)
+        w[:, classes] = coefs[-1]
+        b[classes] = intercepts[-1]
+        coefs[-1], intercepts[-1] = w, b
     return Classifier(
         scaler_mean=np.asarray(scaler.mean_, dtype=np.float64),
         scaler_scale=np.asarray(scaler.scale_, dtype=np.float64),
-        coefs=tuple(np.asarray(w) for w in clf.coefs_),
-        intercepts=tuple(np.asarray(b) for b in clf.intercepts_),
+        coefs=tuple(coefs),
+        intercepts=tuple(intercepts),
         activation=clf.activation,
     )
 
@@ -122,10 +157,18 @@ def fit_adaptive(clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: li
     actors = sorted({clips[i].actor for i in indices}, key=str)
     by_actor = {a: [i for i in indices if clips[i].actor == a] for a in actors}
     windows = {a: stats_windows(idx, clips, stats_vecs, realistic=calm_only or heard == "mixed") for a, idx in by_actor.items()}
-    prior = Prior(mean=np.mean([w.mean(axis=0) for w in windows.values()], axis=0),
-                  var=np.mean([w.var(axis=0) for w in windows.values()], axis=0), windows=PRIOR_WINDOWS)
+    corpus_of = {a: clips[idx[0]].corpus for a, idx in by_actor.items()}
+
+    def population(stat: str) -> np.ndarray:  # the mean over corpora of the mean over their speakers
+        per_corpus = {}
+        for a, w in windows.items():
+            per_corpus.setdefault(corpus_of[a], []).append(getattr(w, stat)(axis=0))
+        return np.mean([np.mean(v, axis=0) for v in per_corpus.values()], axis=0)
+
+    prior = Prior(mean=population("mean"), var=population("var"), windows=PRIOR_WINDOWS)
     empty = np.zeros((0, prior.mean.shape[0]))
-    Xs, ys = [], []
+    clip_w = dict(zip(indices, clip_weights([clips[i] for i in indices])))
+    Xs, ys, ws = [], [], []
     for a, idx in by_actor.items():
         calm_pool = [j for j in idx if clips[j].label in CALM_LABELS] or idx
         for i in idx:
@@ -137,14 +180,17 @@ def fit_adaptive(clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: li
             centre = batch_mean(np.concatenate(heard_windows) if heard_windows else empty, prior=prior)
             Xs.append(prior.normalise(train_vecs[i], centre))
             ys.append(np.full(train_vecs[i].shape[0], clips[i].label))
-    return AdaptiveHead(prior=prior, heads=fit_heads(np.concatenate(Xs), np.concatenate(ys), seed=seed))
+            ws.append(clip_w[i])
+    weights = window_weights(np.array(ws), Xs)
+    return AdaptiveHead(prior=prior, heads=fit_heads(np.concatenate(Xs), np.concatenate(ys), seed=seed, weights=weights))
 
 
 def fit_model(clips: list[Clip], data: "TrainingData", indices: list[int], *, fdef: FeatureDefinition, seed: int,
               meta: dict[str, Any] | None = None) -> "Model":
     """Both sets of heads on the clips ``indices``: speaker-independent (every training view) and adaptive."""
-    X, y = stack_windows([clips[i] for i in indices], [data.train[i] for i in indices])
-    heads = fit_heads(X, y, seed=seed)
+    chosen = [clips[i] for i in indices]
+    X, y = stack_windows(chosen, [data.train[i] for i in indices])
+    heads = fit_heads(X, y, seed=seed, weights=window_weights(clip_weights(chosen), [data.train[i] for i in indices]))
     adaptive = fit_adaptive(clips, data.stats, data.train_adaptive, list(indices), seed=seed)
     return to_model(heads, fdef=fdef, meta=meta or {}, adaptive=adaptive)
 
@@ -166,13 +212,32 @@ def fit_temperature(log_probs: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
-def calibrated(model: "Model", *, speaker_independent: float | None = None, adaptive: float | None = None) -> "Model":
-    """``model`` with the emotion heads' temperatures set (None: unchanged)."""
+def fit_binary_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """:func:`fit_temperature` of a binary head: sigmoid(logit / T) against 0/1 targets ``y``."""
+    z = np.asarray(logits, dtype=np.float64)
+    return fit_temperature(np.stack([np.zeros_like(z), z], axis=1), np.asarray(y, dtype=int))
+
+
+Temperatures = dict[str, "float | None"]  # head name ("emotion", "arousal") -> temperature (None: unchanged)
+
+
+def _heads_at(heads: "Heads", temperatures: Temperatures) -> "Heads":
+    from dataclasses import replace
+
+    for name, t in temperatures.items():
+        head = getattr(heads, name)
+        if t is not None and head is not None:
+            heads = replace(heads, **{name: head.with_temperature(t)})
+    return heads
+
+
+def calibrated(model: "Model", *, speaker_independent: Temperatures | None = None,
+               adaptive: Temperatures | None = None) -> "Model":
+    """``model`` with its heads' temperatures set, per set of heads (None: unchanged)."""
     from dataclasses import replace
 
     if speaker_independent is not None:
-        model = replace(model, heads=replace(model.heads, emotion=model.heads.emotion.with_temperature(speaker_independent)))
+        model = replace(model, heads=_heads_at(model.heads, speaker_independent))
     if adaptive is not None and model.adaptive is not None:
-        a = model.adaptive
-        model = replace(model, adaptive=replace(a, heads=replace(a.heads, emotion=a.heads.emotion.with_temperature(adaptive))))
+        model = replace(model, adaptive=replace(model.adaptive, heads=_heads_at(model.adaptive.heads, adaptive)))
     return model

@@ -20,14 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from ..adaptation import arousal_logit
 from ..config import Config
 from ..model import LABELS, Model
 from ..moodstep import MoodStep
 from ..pipeline import WindowResult
-from .corpora import Clip
+from .corpora import Clip, corpora_of
 from .fit import AROUSAL_HIGH, VALENCE_POSITIVE
 from .metrics import binary_uar, expected_calibration_error, reliability, summarize_predictions
-from .streams import GAP_SECONDS, NEUTRAL_GAP_SECONDS, Stream, analyse_streams, speaker_order
+from .streams import (AGITATED_MOODS, GAP_SECONDS, NEUTRAL_GAP_SECONDS, QUARREL_SETTLE_SECONDS, Stream,
+                      analyse_streams, quarrel_order, quarrel_span, speaker_order)
 
 CALM_MOODS = ("neutral", "calm", "idle")  # moods that are not a trigger
 
@@ -102,10 +104,36 @@ def false_triggers(scored: list[Scored]) -> dict[str, Any]:
             "changes_per_hour": round(changes / max(seconds / 3600, 1e-9), 2)}
 
 
+def quarrels_followed(clips: list[Clip], quarrels: list[Scored]) -> dict[str, Any]:
+    """A quarrel after a day of talk (:func:`~ser_stream.training.streams.quarrel_order`), per speaker:
+    the share of hops from QUARREL_SETTLE_SECONDS into the quarrel to its end whose mood is agitated
+    (AGITATED_MOODS), and whose mood is exactly ``angry``; the mean over speakers and the lowest."""
+    agitated, angry = [], []
+    for q in quarrels:
+        start, end = quarrel_span(q.stream, clips)
+        hops = np.flatnonzero((q.stream.t >= start + QUARREL_SETTLE_SECONDS - 1e-9) & (q.stream.t <= end + 1e-9))
+        if hops.size == 0:
+            continue
+        moods = [q.moods[k] for k in hops]
+        agitated.append(sum(m in AGITATED_MOODS for m in moods) / len(moods))
+        angry.append(sum(m == "angry" for m in moods) / len(moods))
+    if not agitated:
+        return {"speakers": 0, "agitated_share": None, "angry_share": None, "lowest_agitated_share": None}
+    return {"speakers": len(agitated), "agitated_share": round(float(np.mean(agitated)), 4),
+            "angry_share": round(float(np.mean(angry)), 4), "lowest_agitated_share": round(float(min(agitated)), 4)}
+
+
 def household_summary(clips: list[Clip], scored: list[Scored], *, labels: tuple[str, ...],
-                      neutral: list[Scored] | None) -> dict[str, Any]:
-    """The household protocol's summary over every scored speaker stream (and the neutral household)."""
-    has_calm = any(LABELS[c.label] == "calm" for c in clips)
+                      neutral: list[Scored] | None, quarrels: list[Scored] | None = None,
+                      only: list[int] | None = None) -> dict[str, Any]:
+    """The household protocol's summary over every scored speaker stream (and the neutral household
+    and the quarrels), over the clips ``only`` (indices into ``clips``; None: all)."""
+    if only is not None:
+        keep = np.zeros(len(clips), dtype=bool)
+        keep[np.asarray(only, dtype=int)] = True
+    else:
+        keep = np.ones(len(clips), dtype=bool)
+    has_calm = any(LABELS[c.label] == "calm" for c, k in zip(clips, keep) if k)
     to_corpus = np.array([LABELS.index("neutral") if (lab == "calm" and not has_calm) else LABELS.index(lab)
                           for lab in labels])
     n_clips = len(clips)
@@ -127,15 +155,15 @@ def household_summary(clips: list[Clip], scored: list[Scored], *, labels: tuple[
     follows = _mood_follows(clips, scored)
     y_true = np.array([c.label for c in clips])
     y_pred = np.where(heard, to_corpus[np.argmax(sums, axis=1)], -1)  # a clip without a speech window is an error
-    summary = summarize_predictions(y_true, y_pred, labels=LABELS, protocol="household")
+    summary = summarize_predictions(y_true[keep], y_pred[keep], labels=LABELS, protocol="household")
     names = [LABELS[i] for i in y_true]
     clip_ar = np.where(heard, ar_sum / np.maximum(counts, 1), np.nan)
     clip_va = np.where(heard, va_sum / np.maximum(counts, 1), np.nan)
-    act = np.array([AROUSAL_HIGH.get(n, -1) for n in names])
-    val = np.array([VALENCE_POSITIVE.get(n, -1) if n != "calm" or has_calm else -1 for n in names])
+    act = np.where(keep, np.array([AROUSAL_HIGH.get(n, -1) for n in names]), -1)
+    val = np.where(keep, np.array([VALENCE_POSITIVE.get(n, -1) if n != "calm" or has_calm else -1 for n in names]), -1)
     ok_a, ok_v = (act >= 0) & heard & np.isfinite(clip_ar), (val >= 0) & heard & np.isfinite(clip_va)
     summary.update({
-        "clips_without_speech": int((~heard).sum()),
+        "clips_without_speech": int((~heard & keep).sum()),
         "windows": int(len(conf)),
         "neutral_recall": summary["per_class"].get("neutral"),
         "activation_uar": binary_uar(act[ok_a], clip_ar[ok_a]),
@@ -148,34 +176,82 @@ def household_summary(clips: list[Clip], scored: list[Scored], *, labels: tuple[
     })
     if neutral is not None:
         summary["false_triggers"] = false_triggers(neutral)
+    if quarrels is not None:
+        summary["quarrels"] = quarrels_followed(clips, quarrels)
     return summary
 
 
 @dataclass
+class HouseholdStreams:
+    """What the household protocol streams: one stream per speaker, the neutral households (one per
+    fold, or one for the corpus) and the quarrels (one per speaker with angry clips)."""
+
+    speakers: list[Stream]
+    neutral: list[Stream]
+    quarrels: list[Stream]
+
+
+@dataclass
 class CrossValidation:
-    """The household protocol over actor-grouped folds: its summary, the speaker-independent summary of
-    the same fold models, and the held-out log-probabilities the final model's temperatures are fitted on."""
+    """The household protocol over grouped folds: its summary, each fold's summary (``folds``: the
+    held-out speakers or corpus), the speaker-independent summary of the same fold models, and the
+    held-out log-probabilities the final model's temperatures are fitted on."""
 
     household: dict[str, Any]
+    folds: list[dict[str, Any]]
     speaker_independent: dict[str, Any]
-    oof: dict[str, tuple[np.ndarray, np.ndarray]]  # head -> (log-probs (n, 8), labels (n,)), held-out windows
+    oof: dict[str, list[dict[str, tuple[np.ndarray, np.ndarray]]]]  # heads -> held-out windows (fold_temperatures)
     models: list[Model]  # the fold models, uncalibrated
+    scored: list[dict[str, list[Scored]]] | None = None  # per fold: "speakers", "neutral", "quarrels"
 
 
-def _attributed(scored: Scored, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
+def _attributed(scored: Scored, clips: list[Clip]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A scored stream's held-out windows of known clips: the emotion head's log-probabilities with the
+    clips' labels, and the arousal logits of the windows whose label has a side with that side."""
     k = np.flatnonzero(scored.stream.clip_of >= 0)
-    return np.log(np.maximum(scored.probs[k], 1e-12)), np.array([clips[int(i)].label for i in scored.stream.clip_of[k]])
+    labels = np.array([clips[int(i)].label for i in scored.stream.clip_of[k]], dtype=int)
+    side = np.array([AROUSAL_HIGH.get(LABELS[lab], -1) for lab in labels], dtype=int)
+    ar = scored.arousal[k]
+    ok = (side >= 0) & np.isfinite(ar)
+    logits = np.array([arousal_logit(float(a)) for a in ar[ok]])
+    return {"emotion": (np.log(np.maximum(scored.probs[k], 1e-12)), labels), "arousal": (logits, side[ok])}
 
 
-def household_cv(clips: list[Clip], data: Any, streams: list[Stream], neutral: list[Stream], splits: list[Any], *,
+def _si_attributed(model: Model, data: Any, clips: list[Clip], test: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The same for the speaker-independent heads on the test windows of the clips ``test``."""
+    vec = np.concatenate([data.test[int(i)] for i in test])
+    lab = np.concatenate([np.full(data.test[int(i)].shape[0], clips[int(i)].label) for i in test]).astype(int)
+    out = {"emotion": (np.log(np.maximum(model.predict_proba(vec), 1e-12)), lab)}
+    if model.heads.arousal is not None:
+        side = np.array([AROUSAL_HIGH.get(LABELS[x], -1) for x in lab], dtype=int)
+        out["arousal"] = (model.heads.arousal.logits(vec[side >= 0])[:, 0], side[side >= 0])
+    return out
+
+
+def _pooled(parts: list[dict[str, tuple[np.ndarray, np.ndarray]]], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    chosen = [p[key] for p in parts if key in p]
+    if not chosen:
+        return None
+    return np.concatenate([c[0] for c in chosen]), np.concatenate([c[1] for c in chosen])
+
+
+def fold_temperatures(parts: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, float | None]:
+    """Temperatures fitted on held-out windows ``parts``: "emotion" (softmax) and "arousal" (binary)."""
+    from .fit import fit_binary_temperature, fit_temperature
+
+    emo, ar = _pooled(parts, "emotion"), _pooled(parts, "arousal")
+    return {"emotion": fit_temperature(*emo), "arousal": None if ar is None else fit_binary_temperature(*ar)}
+
+
+def household_cv(clips: list[Clip], data: Any, streams: HouseholdStreams, splits: list[Any], *,
                  fdef: Any, config: Config, seed: int, jobs: int, models: list[Model] | None = None) -> CrossValidation:
     """Train on all folds but one (or take the fold ``models`` of an earlier run), stream the held-out
-    actors (``streams``, one per speaker, and ``neutral[k]``, fold k's neutral household). Each fold's
-    published confidence is calibrated with a temperature fitted on the *other* folds' held-out
-    windows (never on its own actors)."""
+    speakers (``streams.speakers``, one per speaker; ``streams.neutral[k]``, fold k's neutral
+    household; the quarrels of fold k's speakers). Each fold's published confidence is calibrated
+    with a temperature fitted on the *other* folds' held-out windows (never on its own speakers)."""
     from joblib import Parallel, delayed
 
-    from .fit import calibrated, fit_model, fit_temperature
+    from .fit import calibrated, fit_model
 
     if models is None:
         models = Parallel(n_jobs=min(jobs, len(splits)))(
@@ -183,55 +259,70 @@ def household_cv(clips: list[Clip], data: Any, streams: list[Stream], neutral: l
     fold_of = {}
     for k, (_, te) in enumerate(splits):
         fold_of.update({clips[int(i)].actor: k for i in te})
-    by_fold = [[s for s in streams if fold_of[clips[int(s.clips[0])].actor] == k] for k in range(len(splits))]
+
+    def of_fold(kind: list[Stream], k: int) -> list[Stream]:
+        return [s for s in kind if fold_of[clips[int(s.clips[0])].actor] == k]
+
+    by_fold = [of_fold(streams.speakers, k) for k in range(len(splits))]
     raw = config.model_copy(update={"model": config.model.model_copy(update={"household_prior": None})})
     adapting = config.adaptation.enabled
-    # held-out windows at temperature 1, per fold: the streamed head and the speaker-independent one
+    # held-out windows at temperature 1, per fold: the streamed heads and the speaker-independent ones
     oof_stream = [[_attributed(score_stream(models[k], raw, s), clips) for s in by_fold[k]] for k in range(len(splits))]
-    oof_si = []
-    for k, (_, te) in enumerate(splits):
-        vec = np.concatenate([data.test[int(i)] for i in te])
-        lab = np.concatenate([np.full(data.test[int(i)].shape[0], clips[int(i)].label) for i in te])
-        oof_si.append((np.log(np.maximum(models[k].predict_proba(vec), 1e-12)), lab))
+    oof_si = [_si_attributed(models[k], data, clips, te) for k, (_, te) in enumerate(splits)]
 
-    def others(parts: list[Any], k: int) -> tuple[np.ndarray, np.ndarray]:
-        chosen = [p for j, fold in enumerate(parts) if j != k for p in (fold if isinstance(fold, list) else [fold])]
-        return np.concatenate([c[0] for c in chosen]), np.concatenate([c[1] for c in chosen])
+    def others(parts: list[Any], k: int) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
+        return [p for j, fold in enumerate(parts) if j != k for p in (fold if isinstance(fold, list) else [fold])]
 
-    scored, neutral_scored, y_true, y_pred = [], [], [], []
+    scored, neutral_scored, quarrel_scored, folds, y_true, y_pred, per_fold = [], [], [], [], [], [], []
     for k, (_, te) in enumerate(splits):
-        t = fit_temperature(*others(oof_stream, k))
-        t_si = fit_temperature(*others(oof_si, k))
+        t = fold_temperatures(others(oof_stream, k))
+        t_si = fold_temperatures(others(oof_si, k))
+        # the streamed heads (adaptive, or speaker-independent without adaptation) get the streamed temperatures
         model = calibrated(models[k], speaker_independent=t_si, adaptive=t if adapting else None)
         if not adapting:
             model = calibrated(model, speaker_independent=t)
-        scored += [score_stream(model, config, s) for s in by_fold[k]]
-        neutral_scored.append(score_stream(model, config, neutral[k]))
+        fold = [score_stream(model, config, s) for s in by_fold[k]]
+        fold_neutral = [score_stream(model, config, streams.neutral[k])]
+        fold_quarrels = [score_stream(model, config, s) for s in of_fold(streams.quarrels, k)]
+        folds.append({"held_out": sorted({str(clips[int(i)].corpus) for i in te}),
+                      "temperatures": {k2: None if v is None else round(v, 4) for k2, v in t.items()},
+                      **household_summary(clips, fold, labels=LABELS, neutral=fold_neutral, quarrels=fold_quarrels,
+                                          only=[int(i) for i in te])})
+        scored += fold
+        neutral_scored += fold_neutral
+        quarrel_scored += fold_quarrels
+        per_fold.append({"speakers": fold, "neutral": fold_neutral, "quarrels": fold_quarrels})
         probs = np.stack([models[k].predict_proba(data.test[int(i)]).mean(axis=0) for i in te])
         y_true.append([clips[int(i)].label for i in te])
         y_pred.append(np.argmax(probs, axis=1))
-    summary = household_summary(clips, scored, labels=LABELS, neutral=neutral_scored)
+    summary = household_summary(clips, scored, labels=LABELS, neutral=neutral_scored, quarrels=quarrel_scored)
     si = summarize_predictions(np.concatenate(y_true), np.concatenate(y_pred), labels=LABELS,
                                protocol="speaker-independent")
-    flat = [p for fold in oof_stream for p in fold]
-    oof = {"streamed": (np.concatenate([p[0] for p in flat]), np.concatenate([p[1] for p in flat])),
-           "speaker-independent": (np.concatenate([p[0] for p in oof_si]), np.concatenate([p[1] for p in oof_si]))}
-    return CrossValidation(summary, si, oof, models)
+    oof = {"streamed": [p for fold in oof_stream for p in fold], "speaker-independent": oof_si}
+    return CrossValidation(summary, folds, si, oof, models, per_fold)
 
 
 def corpus_streams(clips: list[Clip], *, fdef: Any, config: Config, jobs: int, seed: int,
-                   neutral_groups: dict[str, list[int]] | None = None) -> tuple[list[Stream], list[Stream]]:
-    """One stream per speaker (seeded order, GAP_SECONDS apart) and the neutral households: by default
-    all neutral clips of the corpus in file order, else one per entry of ``neutral_groups``."""
+                   neutral_groups: dict[str, list[int]] | None = None) -> HouseholdStreams:
+    """One stream per speaker (seeded order, GAP_SECONDS apart), the neutral households (by default
+    all neutral clips of the corpus in file order, else one per entry of ``neutral_groups``) and a
+    quarrel per speaker with angry clips (:func:`~ser_stream.training.streams.quarrel_order`)."""
     speakers = sorted({c.actor for c in clips}, key=str)
     orders = {str(a): speaker_order(clips, a, seed=seed) for a in speakers}
-    streams = analyse_streams(clips, orders, gap=GAP_SECONDS, fdef=fdef, config=config, jobs=jobs, seed=seed)
+    quarrels = {f"quarrel:{a}": q for a in speakers if (q := quarrel_order(clips, a, seed=seed)) is not None}
     if neutral_groups is None:
         neutral_groups = {"neutral": [i for i, c in enumerate(clips) if LABELS[c.label] == "neutral"]}
     neutral_groups = {k: v for k, v in neutral_groups.items() if v}
-    neutral = analyse_streams(clips, neutral_groups, gap=NEUTRAL_GAP_SECONDS, fdef=fdef, config=config, jobs=jobs,
-                              seed=seed)
-    return streams, neutral
+    orders.update({name: order for name, (order, _) in quarrels.items()})
+    orders.update(neutral_groups)
+    gaps = {name: gaps for name, (_, gaps) in quarrels.items()}
+    gaps.update({name: NEUTRAL_GAP_SECONDS for name in neutral_groups})
+    gaps.update({str(a): GAP_SECONDS for a in speakers})
+    analysed = {s.name: s for s in analyse_streams(clips, orders, gap=gaps, fdef=fdef, config=config, jobs=jobs,
+                                                     seed=seed)}
+    return HouseholdStreams(speakers=[analysed[str(a)] for a in speakers],
+                            neutral=[analysed[n] for n in neutral_groups],
+                            quarrels=[analysed[n] for n in quarrels])
 
 
 def actor_folds(clips: list[Clip]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -242,22 +333,81 @@ def actor_folds(clips: list[Clip]) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(GroupKFold(n_splits=min(6, len(set(groups)))).split(np.zeros(len(clips)), groups=groups))
 
 
+def corpus_folds(clips: list[Clip]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One fold per corpus: train on the others, hold this one out."""
+    corpus = np.array([c.corpus for c in clips])
+    return [(np.flatnonzero(corpus != name), np.flatnonzero(corpus == name)) for name in corpora_of(clips)]
+
+
 def household_cross_validation(clips: list[Clip], data: Any, *, fdef: Any, config: Config, seed: int,
-                               jobs: int) -> CrossValidation:
-    """:func:`household_cv` over :func:`actor_folds`, each fold's held-out neutral clips one household."""
-    splits = actor_folds(clips)
+                               jobs: int, splits: list[Any] | None = None,
+                               models: list[Model] | None = None) -> CrossValidation:
+    """:func:`household_cv` over ``splits`` (default :func:`actor_folds`), each fold's held-out neutral
+    clips one household."""
+    splits = actor_folds(clips) if splits is None else splits
     groups = {f"fold{k}": [int(i) for i in te if LABELS[clips[int(i)].label] == "neutral"] for k, (_, te) in enumerate(splits)}
-    streams, neutral = corpus_streams(clips, fdef=fdef, config=config, jobs=jobs, seed=seed, neutral_groups=groups)
-    by_name = {s.name: s for s in neutral}
-    return household_cv(clips, data, streams, [by_name[f"fold{k}"] for k in range(len(splits))], splits, fdef=fdef,
-                        config=config, seed=seed, jobs=jobs)
+    streams = corpus_streams(clips, fdef=fdef, config=config, jobs=jobs, seed=seed, neutral_groups=groups)
+    by_name = {s.name: s for s in streams.neutral}
+    streams.neutral = [by_name[f"fold{k}"] for k in range(len(splits))]
+    return household_cv(clips, data, streams, splits, fdef=fdef, config=config, seed=seed, jobs=jobs, models=models)
 
 
 def evaluate_household(model: Model, clips: list[Clip], *, config: Config, jobs: int, seed: int) -> dict[str, Any]:
     """A fixed bundle on any labelled corpus, through the streaming path as configured."""
-    streams, neutral = corpus_streams(clips, fdef=model.features, config=config, jobs=jobs, seed=seed)
-    scored = [score_stream(model, config, s) for s in streams]
-    neutral_scored = [score_stream(model, config, s) for s in neutral]
-    summary = household_summary(clips, scored, labels=model.labels, neutral=neutral_scored or None)
+    streams = corpus_streams(clips, fdef=model.features, config=config, jobs=jobs, seed=seed)
+    scored = [score_stream(model, config, s) for s in streams.speakers]
+    neutral_scored = [score_stream(model, config, s) for s in streams.neutral]
+    quarrels = [score_stream(model, config, s) for s in streams.quarrels]
+    summary = household_summary(clips, scored, labels=model.labels, neutral=neutral_scored or None,
+                                quarrels=quarrels or None)
     return {**summary, "adaptation": bool(config.adaptation.enabled and model.adaptive is not None),
             "household_prior": config.model.household_prior}
+
+
+LOCO_ROW_KEYS = ("n", "uar", "activation_uar", "valence_uar", "neutral_recall", "ece", "clips_without_speech")
+
+
+def _row(fold: dict[str, Any]) -> dict[str, Any]:
+    """The leave-one-corpus-out table's columns of one fold's household summary."""
+    ft, q = fold["false_triggers"], fold.get("quarrels") or {}
+    return {**{k: fold[k] for k in LOCO_ROW_KEYS}, "false_trigger_share": ft["emotional_mood_share"],
+            "false_triggers_per_hour": ft["changes_per_hour"], "quarrel_agitated_share": q.get("agitated_share"),
+            "quarrel_angry_share": q.get("angry_share"), "quarrel_lowest_agitated_share": q.get("lowest_agitated_share")}
+
+
+def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        out[key] = round(float(np.mean(values)), 4) if values and key != "n" else (sum(values) if values else None)
+    return out
+
+
+def leave_one_corpus_out(clips: list[Clip], data: Any, *, fdef: Any, config: Config, seed: int,
+                         jobs: int) -> dict[str, Any]:
+    """The honest cross-corpus figure: for each corpus, the recipe trained on the others only and the
+    held-out corpus streamed through the daemon's path (household protocol: per speaker, its neutral
+    clips as one household, a quarrel per speaker), with adaptation as configured and, beside it,
+    with adaptation switched the other way (the same fold models). Returns the summary over all
+    held-out clips with ``rows`` (one per corpus) and their ``mean``."""
+    splits = corpus_folds(clips)
+    if len(splits) < 2:
+        raise ValueError("leave-one-corpus-out needs at least two corpora (--data DIR DIR ...)")
+    groups = {f"fold{k}": [int(i) for i in te if LABELS[clips[int(i)].label] == "neutral"] for k, (_, te) in enumerate(splits)}
+    streams = corpus_streams(clips, fdef=fdef, config=config, jobs=jobs, seed=seed, neutral_groups=groups)
+    by_name = {s.name: s for s in streams.neutral}
+    streams.neutral = [by_name[f"fold{k}"] for k in range(len(splits))]
+    on = household_cv(clips, data, streams, splits, fdef=fdef, config=config, seed=seed, jobs=jobs)
+    flipped = config.model_copy(update={"adaptation": config.adaptation.model_copy(
+        update={"enabled": not config.adaptation.enabled})})
+    off = household_cv(clips, data, streams, splits, fdef=fdef, config=flipped, seed=seed, jobs=jobs, models=on.models)
+    other = "adaptation_off" if config.adaptation.enabled else "adaptation_on"
+    rows = []
+    for fold, fold_other in zip(on.folds, off.folds):
+        row = {"corpus": fold["held_out"][0], "adaptation": config.adaptation.enabled, **_row(fold)}
+        row[other] = {k: v for k, v in _row(fold_other).items() if k != "n"}
+        rows.append(row)
+    mean = _mean_row([{k: v for k, v in r.items() if k not in ("corpus", "adaptation", other)} for r in rows])
+    mean[other] = _mean_row([r[other] for r in rows])
+    return {**on.household, "protocol": "leave-one-corpus-out", "rows": rows, "mean": mean,
+            "speaker_independent_uar": on.speaker_independent["uar"]}

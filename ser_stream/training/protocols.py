@@ -11,9 +11,9 @@ import numpy as np
 from ..adaptation import PRIOR_WINDOWS, batch_mean
 from ..features import FeatureDefinition
 from ..model import LABELS, Heads
-from .corpora import Clip, scan_corpus
+from .corpora import Clip, corpora_of, scan_corpora
 from .extract import View, extract_dataset, extract_for_training
-from .fit import classifier_of, fit, fit_adaptive, stack_windows, stats_windows, to_model
+from .fit import classifier_of, clip_weights, fit, fit_adaptive, stack_windows, stats_windows, to_model, window_weights
 from .metrics import summarize_predictions
 from .report import write_report
 
@@ -34,8 +34,9 @@ def _clip_predictions(model: "Model", vectors: list[np.ndarray]) -> np.ndarray:
 def _fold(train_idx: np.ndarray, test_idx: np.ndarray, clips: list[Clip], train_vecs: list[np.ndarray],
           test_vecs: list[np.ndarray], fdef: FeatureDefinition, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train on ``train_idx`` clips, predict the ``test_idx`` clips; returns (test_idx, predicted label indices)."""
-    X, y = stack_windows([clips[i] for i in train_idx], [train_vecs[i] for i in train_idx])
-    scaler, clf = fit(X, y, seed=seed)
+    chosen, vecs = [clips[i] for i in train_idx], [train_vecs[i] for i in train_idx]
+    X, y = stack_windows(chosen, vecs)
+    scaler, clf = fit(X, y, seed=seed, weights=window_weights(clip_weights(chosen), vecs))
     model = to_model(Heads(classifier_of(scaler, clf)), fdef=fdef, meta={}, labels=tuple(LABELS[int(c)] for c in clf.classes_))
     probs = _clip_predictions(model, [test_vecs[i] for i in test_idx])
     return test_idx, clf.classes_[np.argmax(probs, axis=1)]
@@ -64,9 +65,16 @@ def cross_validate(*, clips: list[Clip], train_vecs: list[np.ndarray], test_vecs
     results = Parallel(n_jobs=min(jobs, len(splits)))(
         delayed(_fold)(tr, te, clips, train_vecs, test_vecs, fdef, seed) for tr, te in splits
     )
-    y_true = np.concatenate([y[te] for te, _ in results])
+    order = np.concatenate([te for te, _ in results])
+    y_true = y[order]
     y_pred = np.concatenate([pred for _, pred in results])
     summary = summarize_predictions(y_true, y_pred, labels=LABELS, protocol=protocol)
+    names = corpora_of(clips)
+    if len(names) > 1:  # several corpora, speakers grouped across all: each corpus's own figures too
+        corpus = np.array([clips[int(i)].corpus for i in order])
+        summary["per_corpus"] = {name: {k: v for k, v in summarize_predictions(
+            y_true[corpus == name], y_pred[corpus == name], labels=LABELS, protocol=protocol).items()
+            if k in ("n", "accuracy", "uar", "per_class")} for name in names}
     return _restrict(summary, SEED4_LABELS) if protocol == "seed4" else summary
 
 
@@ -121,7 +129,7 @@ def speaker_adaptive(*, clips: list[Clip], stats_vecs: list[np.ndarray], train_v
     return _adaptive_summary(out, prior_windows=PRIOR_WINDOWS)
 
 
-def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, report: Path | None,
+def evaluate_command(*, data_dirs: list[Path], protocol: str, seed: int, jobs: int, report: Path | None,
                      degrade: str | None = None, augment_copies: int | None = None,
                      window_seconds: float = 3.0, hop_seconds: float = 1.0,
                      config: "Config | None" = None) -> dict[str, Any]:
@@ -131,7 +139,7 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
     """
     from ..features import build_feature_matrices
 
-    clips = scan_corpus(data_dir)
+    clips = scan_corpora(data_dirs)
     if protocol == "seed4":
         keep = {LABELS.index(lab) for lab in SEED4_LABELS}
         clips = [c for c in clips if c.label in keep]
@@ -144,6 +152,11 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
 
         cv = household_cross_validation(data.clips, data, fdef=fdef, config=config or Config(), seed=seed, jobs=jobs)
         summary = {**cv.household, "speaker_independent_uar": cv.speaker_independent["uar"]}
+    elif protocol == "leave-one-corpus-out":
+        from ..config import Config
+        from .household import leave_one_corpus_out
+
+        summary = leave_one_corpus_out(data.clips, data, fdef=fdef, config=config or Config(), seed=seed, jobs=jobs)
     elif protocol == "speaker-adaptive":
         summary = speaker_adaptive(clips=data.clips, stats_vecs=data.stats, train_vecs=data.train_adaptive, test_vecs=data.test,
                                    seed=seed, jobs=jobs)
@@ -157,15 +170,15 @@ def evaluate_command(*, data_dir: Path, protocol: str, seed: int, jobs: int, rep
     return summary
 
 
-def evaluate_model(model: "Model", *, data_dir: Path, jobs: int, report: Path | None, degrade: str | None = None,
+def evaluate_model(model: "Model", *, data_dirs: list[Path], jobs: int, report: Path | None, degrade: str | None = None,
                    seed: int = 0, adaptive: bool = False, household: "Config | None" = None) -> dict[str, Any]:
-    """Score a trained bundle as it is on every clip of ``data_dir`` (no training): protocol ``fixed-model``.
+    """Score a trained bundle as it is on every clip of ``data_dirs`` (no training): protocol ``fixed-model``.
 
     With ``adaptive``, its adaptive head scores each clip centred on the mean of the same
     speaker's other clips, as the daemon would (``fixed-model-adaptive``; ``uar`` from their neutral
     and calm clips, ``uar_balanced_stats`` from all of them).
     """
-    clips = scan_corpus(data_dir)
+    clips = scan_corpora(data_dirs)
     if household is not None:
         from .household import evaluate_household
 

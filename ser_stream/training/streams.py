@@ -21,6 +21,7 @@ import numpy as np
 
 from ..config import Config
 from ..features import FeatureDefinition
+from ..model import LABELS
 from .corpora import Clip
 from .extract import _progress, clip_audio
 
@@ -55,15 +56,20 @@ def _seed(name: str, seed: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{name}:{seed}".encode()).digest()[:8], "little")
 
 
-def stream_audio(name: str, paths: list[str], *, gap: float, sample_rate_hz: int,
+Gaps = float | list[float]  # seconds after every clip, or after each clip
+
+
+def stream_audio(name: str, paths: list[str], *, gap: Gaps, sample_rate_hz: int,
                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The audio of stream ``name``: the clips ``paths`` in order, each followed by ``gap`` seconds of
-    near-silence (seeded by name and seed); returns (samples, clip starts (s), clip ends (s))."""
+    near-silence (one value, or one per clip; seeded by name and seed); returns (samples, clip
+    starts (s), clip ends (s))."""
     sr = sample_rate_hz
     rng = np.random.default_rng(_seed(name, seed))
-    gap_n = int(round(gap * sr))
+    gaps = [gap] * len(paths) if isinstance(gap, (int, float)) else list(gap)
     parts, starts, ends, pos = [], [], [], 0
-    for path in paths:
+    for path, g in zip(paths, gaps):
+        gap_n = int(round(g * sr))
         y = clip_audio(path, sample_rate_hz=sr)
         parts.append(y)
         starts.append(pos / sr)
@@ -74,7 +80,7 @@ def stream_audio(name: str, paths: list[str], *, gap: float, sample_rate_hz: int
     return np.concatenate(parts), np.array(starts), np.array(ends)
 
 
-def _analyse(name: str, paths: list[str], order: list[int], gap: float, fdef_dict: dict[str, Any],
+def _analyse(name: str, paths: list[str], order: list[int], gap: Gaps, fdef_dict: dict[str, Any],
              config_dict: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
     from ..pipeline import make_analyzer
 
@@ -96,6 +102,29 @@ def _analyse(name: str, paths: list[str], order: list[int], gap: float, fdef_dic
             "vectors": vectors, "clip_of": clip_of, "hop_seconds": analyzer.hop_seconds}
 
 
+QUARREL_GAP_SECONDS = 0.3  # between the angry clips of a quarrel
+QUARREL_SETTLE_SECONDS = 6.0  # the quarrel measure counts hops from this far into the quarrel
+AGITATED_MOODS = ("angry", "fearful", "happy", "surprised", "disgust")  # what a quarrel should set
+
+
+def quarrel_order(clips: list[Clip], speaker: Any, *, seed: int) -> tuple[list[int], Gaps] | None:
+    """A day of ``speaker``'s talk, then a quarrel: their other clips in a seeded random order
+    (GAP_SECONDS apart), then all their angry clips joined with QUARREL_GAP_SECONDS pauses; returns
+    (clip indices, gaps), or None for a speaker with no angry clip."""
+    order = speaker_order(clips, speaker, seed=seed)
+    angry = [i for i in order if LABELS[clips[i].label] == "angry"]
+    if not angry:
+        return None
+    other = [i for i in order if LABELS[clips[i].label] != "angry"]
+    return other + angry, [GAP_SECONDS] * len(other) + [QUARREL_GAP_SECONDS] * len(angry)
+
+
+def quarrel_span(stream: Stream, clips: list[Clip]) -> tuple[float, float]:
+    """(start, end) in seconds of the quarrel at the end of a :func:`quarrel_order` stream."""
+    angry = [k for k, i in enumerate(stream.clips) if LABELS[clips[int(i)].label] == "angry"]
+    return float(stream.starts[angry[0]]), float(stream.ends[angry[-1]])
+
+
 def speaker_order(clips: list[Clip], speaker: Any, *, seed: int) -> list[int]:
     """Indices of ``speaker``'s clips in a seeded random order (the same for every head and fold)."""
     idx = [i for i, c in enumerate(clips) if c.actor == speaker]
@@ -103,13 +132,14 @@ def speaker_order(clips: list[Clip], speaker: Any, *, seed: int) -> list[int]:
     return [idx[k] for k in rng.permutation(len(idx))]
 
 
-def analyse_streams(clips: list[Clip], orders: dict[str, list[int]], *, gap: float, fdef: FeatureDefinition,
-                    config: Config, jobs: int, seed: int) -> list[Stream]:
-    """Build and analyse one stream per entry of ``orders`` (name -> clip indices), in parallel."""
+def analyse_streams(clips: list[Clip], orders: dict[str, list[int]], *, gap: Gaps | dict[str, Gaps],
+                    fdef: FeatureDefinition, config: Config, jobs: int, seed: int) -> list[Stream]:
+    """Build and analyse one stream per entry of ``orders`` (name -> clip indices), in parallel; ``gap``
+    for every stream, or per stream name."""
     from joblib import Parallel, delayed
 
     paths = [str(c.path) for c in clips]
     fd, cd = fdef.to_dict(), config.model_dump()
     names = list(orders)
-    out = Parallel(n_jobs=jobs)(delayed(_analyse)(n, paths, orders[n], gap, fd, cd, seed) for n in _progress(names))
+    out = Parallel(n_jobs=jobs)(delayed(_analyse)(n, paths, orders[n], gap[n] if isinstance(gap, dict) else gap, fd, cd, seed) for n in _progress(names))
     return [Stream(name=n, **o) for n, o in zip(names, out)]

@@ -14,11 +14,10 @@ from ..adaptation import PRIOR_WINDOWS
 from ..config import Config
 from ..errors import InputMissingError
 from ..model import LABELS
-from .corpora import scan_corpus
+from .corpora import corpora_of, scan_corpora
 from .extract import ADAPTIVE_AUGMENT_COPIES, TRAIN_HOP_SECONDS, TRAIN_WINDOW_SECONDS, extract_for_training
-from .fit import (DIMENSION_MLP_PARAMS, DIMENSION_TARGETS, MLP_PARAMS, calibrated, fit_model, fit_temperature,
-                  stack_windows)
-from .household import household_cross_validation
+from .fit import DIMENSION_MLP_PARAMS, DIMENSION_TARGETS, MLP_PARAMS, calibrated, fit_model, stack_windows
+from .household import corpus_folds, household_cross_validation
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -38,18 +37,21 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_copies: int | None = None) -> "Model":
-    """Fit every head on all of ``data_dir``; with 6 or more speakers also run the household
-    protocol over actor-grouped folds, record its figures and calibrate the emotion heads'
-    confidence with temperatures fitted on those held-out speakers."""
+def train_command(*, data_dirs: list[Path], out: Path, seed: int, jobs: int,
+                  augment_copies: int | None = None) -> "Model":
+    """Fit every head on all of ``data_dirs``. With several corpora also run the household protocol
+    leaving one corpus out at a time (with one corpus of 6 or more speakers: over speaker-grouped
+    folds), record its figures and calibrate the emotion heads' confidence with temperatures fitted
+    on the held-out corpora's (speakers') windows."""
     from datetime import datetime, timezone
 
     from ..features import build_feature_matrices
 
-    clips = scan_corpus(data_dir)
+    clips = scan_corpora(data_dirs)
     missing = sorted(set(range(len(LABELS))) - {c.label for c in clips})
     if missing:
-        raise InputMissingError(f"{data_dir}: no clips of {', '.join(LABELS[i] for i in missing)}; a model needs all 8 emotions")
+        raise InputMissingError(f"{', '.join(map(str, data_dirs))}: no clips of {', '.join(LABELS[i] for i in missing)}; "
+                                "a model needs all 8 emotions")
     fdef = build_feature_matrices()
     data = extract_for_training(clips, fdef=fdef, jobs=jobs, augment_copies=augment_copies, seed=seed)
     clips = data.clips
@@ -60,7 +62,13 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
     meta = {
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training": {
-            "data": str(data_dir),
+            "data": [str(d) for d in data_dirs],
+            "corpora": {name: {"clips": sum(c.corpus == name for c in clips),
+                               "speakers": len({c.actor for c in clips if c.corpus == name}),
+                               "labels": sorted({LABELS[c.label] for c in clips if c.corpus == name},
+                                                key=LABELS.index)} for name in corpora_of(clips)},
+            "weights": "every label weighs the same, shared equally by the corpora that have it; within a "
+                       "corpus's label every clip the same, shared by its windows",
             "clips": len(clips),
             "windows": int(X.shape[0]),
             "actors": sorted({c.actor for c in clips}, key=str),
@@ -80,22 +88,32 @@ def train_command(*, data_dir: Path, out: Path, seed: int, jobs: int, augment_co
                            "augment_copies": min(data.augment_copies, ADAPTIVE_AUGMENT_COPIES)},
         },
         "versions": _versions(),
-        "license": "Trained on RAVDESS (CC BY-NC-SA 4.0): non-commercial use only, attribution, share-alike.",
+        "license": "Trained on " + ", ".join(corpora_of(clips)) + "; the bundle is CC BY-NC-SA 4.0 (RAVDESS and "
+                   "nEMO are CC BY-NC-SA 4.0, EmoDB CC0 1.0): non-commercial use only, attribution, share-alike.",
     }
-    if len({c.actor for c in clips}) >= 6:
-        cv = household_cross_validation(clips, data, fdef=fdef, config=Config(), seed=seed, jobs=jobs)
-        t_stream = fit_temperature(*cv.oof["streamed"])
-        t_si = fit_temperature(*cv.oof["speaker-independent"])
+    several = len(corpora_of(clips)) > 1
+    if several or len({c.actor for c in clips}) >= 6:
+        cv = household_cross_validation(clips, data, fdef=fdef, config=Config(), seed=seed, jobs=jobs,
+                                        splits=corpus_folds(clips) if several else None)
+        from .household import fold_temperatures
+
+        t_stream = fold_temperatures(cv.oof["streamed"])
+        t_si = fold_temperatures(cv.oof["speaker-independent"])
         model = calibrated(model, speaker_independent=t_si, adaptive=t_stream)
-        meta["calibration"] = {"method": "temperature scaling, fitted on the held-out actors' windows of the "
-                                         "household cross-validation", "adaptive": round(t_stream, 4),
-                               "speaker_independent": round(t_si, 4)}
+        held_out = "corpora" if several else "actors"
+        meta["calibration"] = {"method": f"temperature scaling, fitted on the held-out {held_out}' windows of the "
+                                         "household cross-validation (arousal: its logit relative to the household)",
+                               "adaptive": {k: round(v, 4) for k, v in t_stream.items() if v is not None},
+                               "speaker_independent": {k: round(v, 4) for k, v in t_si.items() if v is not None}}
         meta["metrics"] = {"household": cv.household, "speaker-independent": cv.speaker_independent}
+        if several:
+            meta["metrics"]["leave-one-corpus-out"] = cv.folds
         log.info("household CV of this recipe: UAR %.3f, activation UAR %s, ECE %s; speaker-independent UAR %.3f; "
-                 "temperatures %.3f (adaptive) / %.3f", cv.household["uar"], cv.household["activation_uar"],
-                 cv.household["ece"], cv.speaker_independent["uar"], t_stream, t_si)
+                 "temperatures %s (adaptive) / %s", cv.household["uar"], cv.household["activation_uar"],
+                 cv.household["ece"], cv.speaker_independent["uar"], meta["calibration"]["adaptive"],
+                 meta["calibration"]["speaker_independent"])
     else:
-        log.info("fewer than 6 speakers: no cross-validation, no calibration (temperature 1)")
+        log.info("one corpus of fewer than 6 speakers: no cross-validation, no calibration (temperature 1)")
     model = replace(model, meta=meta)
     model.save(out)
     log.info("wrote %s", out)
