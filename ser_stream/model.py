@@ -1,7 +1,7 @@
 """Model bundle: load/save, integrity checks, and the numpy forward pass.
 
 A bundle is one dict of plain numpy arrays and metadata, stored data-only by
-:mod:`ser_stream.bundle` (see ../shared/DESIGN.md). Loading needs neither
+:mod:`ser_stream.bundle` (see docs/contracts.md). Loading needs neither
 scikit-learn nor librosa, and executes nothing.
 """
 

@@ -196,3 +196,31 @@ def test_file_input_adapts_in_memory_only(long_wav: Path, tmp_path: Path):
     probs = [[json.loads(line)["probs"] for line in r.stdout.splitlines()] for r in runs]
     assert probs[0] == probs[1]  # each run starts from the population: a test file is not the household
     assert not (tmp_path / ADAPTATION_FILE).exists()
+
+
+def test_arousal_is_relative_to_the_households_median_logit():
+    from ser_stream.adaptation import ArousalBaseline, arousal_logit
+
+    b = ArousalBaseline(max_windows=50, prior_windows=20)
+    assert b.median() == 0.0 and b.relative(0.3) == pytest.approx(0.3)  # no speech yet: the head's own boundary
+    rng = np.random.default_rng(3)
+    logits = rng.normal(2.0, 1.0, size=200)  # a home whose talk the head hears as agitated throughout
+    for z in logits:
+        b.add(float(np.tanh(z / 2)))
+    recent = 2 * np.arctanh(np.tanh(logits[-50:] / 2))
+    assert b.median() == pytest.approx(float(np.median(recent)), abs=1e-9)  # the last 50 only, no more zeros
+    assert abs(b.relative(float(np.tanh(b.median() / 2)))) < 1e-9  # its usual voice is the boundary now
+    few = ArousalBaseline(max_windows=50, prior_windows=20)
+    for z in (3.0, 4.0, 5.0):
+        few.add(float(np.tanh(z / 2)))
+    assert few.median() == 0.0  # 3 windows against 20 pseudo-windows at the boundary
+    assert arousal_logit(1.0) < 80 and arousal_logit(-1.0) > -80  # saturated answers stay finite
+    # saved and restored with the statistics
+    stats = RunningStats(prior=PRIOR)
+    for z in logits[:30]:
+        stats.relative_arousal(float(np.tanh(z / 2)))
+    again = RunningStats(prior=PRIOR)
+    again.load_arrays(stats.to_arrays())
+    assert again.arousal.median() == pytest.approx(stats.arousal.median())
+    with pytest.raises(ValueError, match="non-finite"):
+        again.load_arrays({**stats.to_arrays(), "arousal_logits": np.array([np.nan])})

@@ -16,7 +16,7 @@ TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def check_window_line(obj: dict) -> None:
-    """One per-hop object exactly as DESIGN.md's contract says."""
+    """One per-hop object exactly as docs/contracts.md says."""
     assert list(obj) == ["ts", "t", "speech", "label", "confidence", "probs", "mood", "level_dbfs", "arousal", "valence"]
     assert TS.match(obj["ts"])
     assert isinstance(obj["t"], float) and isinstance(obj["speech"], bool)

@@ -199,3 +199,40 @@ def test_arousal_and_valence_are_smoothed_and_forgotten_when_idle():
     for i in range(40):
         m2.update(t=i, hop_seconds=1.0, probs=np.array([0.8, 0.1, 0.1]), arousal=1.0 if i % 2 else -1.0)
     assert abs(m2.arousal) < 0.3 and m2.valence is None  # alternating windows average out; no valence head
+
+
+LABELS8 = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
+def test_speech_while_idle_sets_a_rest_mood_when_no_emotion_qualifies():
+    m = tracker(labels=LABELS8)
+    unsure = np.array([0.1, 0.05, 0.2, 0.1, 0.25, 0.1, 0.1, 0.1])  # angry leads, far from confident
+    moods = [m.update(t=i, hop_seconds=1.0, probs=unsure).mood for i in range(6)]
+    assert moods[:2] == [IDLE, IDLE] and moods[2:] == ["neutral"] * 4  # after the dwell: somebody is talking
+    calmish = np.array([0.1, 0.3, 0.1, 0.1, 0.2, 0.1, 0.05, 0.05])
+    m2 = tracker(labels=LABELS8)
+    assert [m2.update(t=i, hop_seconds=1.0, probs=calmish).mood for i in range(3)][-1] == "calm"  # the leading rest label
+    m3 = tracker(labels=LABELS8)
+    for i in range(3):
+        m3.update(t=i, hop_seconds=1.0, probs=None)
+    assert m3.mood == IDLE  # silence keeps it idle
+
+
+def test_agitation_heard_through_arousal_needs_no_confidence_and_holds_with_hysteresis():
+    m = tracker(labels=LABELS8, arousal_on=0.4, arousal_off=0.1, smoothing_seconds=0.0)
+    unsure = np.array([0.2, 0.05, 0.1, 0.1, 0.25, 0.15, 0.1, 0.05])  # angry leads the agitated labels, at 0.25
+    for i in range(3):
+        m.update(t=i, hop_seconds=1.0, probs=unsure, arousal=-0.2)
+    assert m.mood == "neutral"  # calm voice: the low-confidence angry never starts a mood
+    moods = [m.update(t=3 + i, hop_seconds=1.0, probs=unsure, arousal=0.6).mood for i in range(3)]
+    assert moods == ["neutral", "neutral", "angry"]  # agitated for the dwell: the likeliest agitated label
+    # the arousal sinks below arousal_on but stays above arousal_off: the agitated mood holds
+    neutral_leads = np.array([0.3, 0.05, 0.1, 0.1, 0.2, 0.1, 0.1, 0.05])
+    assert all(m.update(t=6 + i, hop_seconds=1.0, probs=neutral_leads, arousal=0.2).mood == "angry" for i in range(5))
+    # below arousal_off the plain rules apply: neutral leads, and rest needs no confidence
+    moods = [m.update(t=11 + i, hop_seconds=1.0, probs=neutral_leads, arousal=0.0).mood for i in range(3)]
+    assert moods[-1] == "neutral"
+    # not before the household's statistics have settled
+    m2 = tracker(labels=LABELS8, arousal_on=0.4, arousal_off=0.1, smoothing_seconds=0.0)
+    assert all(m2.update(t=i, hop_seconds=1.0, probs=unsure, arousal=0.9, settled=False).mood in (IDLE, "neutral")
+               for i in range(10))

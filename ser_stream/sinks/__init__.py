@@ -23,7 +23,7 @@ def iso_utc(ts: datetime) -> str:
 
 
 def window_message(res: WindowResult, *, mood: MoodState, labels: tuple[str, ...], ts: datetime) -> dict[str, Any]:
-    """The per-hop JSON object of DESIGN.md."""
+    """The per-hop JSON object of docs/contracts.md."""
     return {
         "ts": iso_utc(ts),
         "t": round(res.t, 3),
@@ -40,7 +40,7 @@ def window_message(res: WindowResult, *, mood: MoodState, labels: tuple[str, ...
 
 @dataclass(frozen=True)
 class StateMessage:
-    """The retained mood state (DESIGN.md ``{base}/state``), plus arousal/valence and smoothed probabilities."""
+    """The retained mood state (docs/contracts.md ``{base}/state``), plus arousal/valence and smoothed probabilities."""
 
     mood: str
     confidence: float | None

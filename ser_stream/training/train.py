@@ -17,7 +17,7 @@ from ..model import LABELS
 from .corpora import corpora_of, scan_corpora
 from .extract import ADAPTIVE_AUGMENT_COPIES, TRAIN_HOP_SECONDS, TRAIN_WINDOW_SECONDS, extract_for_training
 from .fit import DIMENSION_MLP_PARAMS, DIMENSION_TARGETS, MLP_PARAMS, calibrated, fit_model, stack_windows
-from .household import corpus_folds, household_cross_validation
+from .household import actor_folds, corpus_folds, fold_temperatures, household_cross_validation
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -58,7 +58,16 @@ def train_command(*, data_dirs: list[Path], out: Path, seed: int, jobs: int,
     X, y = stack_windows(clips, data.train)
     log.info("training on %d windows from %d clips (%d features): speaker-independent and adaptive heads",
              X.shape[0], len(clips), X.shape[1])
-    model = fit_model(clips, data, list(range(len(clips))), fdef=fdef, seed=seed)
+    several = len(corpora_of(clips)) > 1
+    validate = several or len({c.actor for c in clips}) >= 6
+    splits = (corpus_folds(clips) if several else actor_folds(clips)) if validate else []
+    # the model and the cross-validation's fold models in one pool (the folds only score held-out data)
+    from joblib import Parallel, delayed
+
+    subsets = [list(range(len(clips)))] + [list(tr) for tr, _ in splits]
+    fitted = Parallel(n_jobs=max(1, min(jobs, len(subsets))))(
+        delayed(fit_model)(clips, data, idx, fdef=fdef, seed=seed) for idx in subsets)
+    model, fold_models = fitted[0], fitted[1:]
     meta = {
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training": {
@@ -91,11 +100,9 @@ def train_command(*, data_dirs: list[Path], out: Path, seed: int, jobs: int,
         "license": "Trained on " + ", ".join(corpora_of(clips)) + "; the bundle is CC BY-NC-SA 4.0 (RAVDESS and "
                    "nEMO are CC BY-NC-SA 4.0, EmoDB CC0 1.0): non-commercial use only, attribution, share-alike.",
     }
-    several = len(corpora_of(clips)) > 1
-    if several or len({c.actor for c in clips}) >= 6:
-        cv = household_cross_validation(clips, data, fdef=fdef, config=Config(), seed=seed, jobs=jobs,
-                                        splits=corpus_folds(clips) if several else None)
-        from .household import fold_temperatures
+    if validate:
+        cv = household_cross_validation(clips, data, fdef=fdef, config=Config(), seed=seed, jobs=jobs, splits=splits,
+                                        models=fold_models)
 
         t_stream = fold_temperatures(cv.oof["streamed"])
         t_si = fold_temperatures(cv.oof["speaker-independent"])
