@@ -22,8 +22,9 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from ser_stream.labels import LABELS
+
 WINDOW_SECONDS, HOP_SECONDS = 3.0, 1.0
-LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MLP_PARAMS = dict(hidden_layer_sizes=(300,), alpha=0.01, batch_size=256, epsilon=1e-08,
                   learning_rate="adaptive", max_iter=500)
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .labels import LABELS as EMOTION_LABELS
 from .errors import EX_CONFIG, SerStreamError
 
 ENV_PREFIX = "SER_STREAM_"
@@ -99,7 +100,6 @@ class VadConfig(_Section):
     """A window is speech when it holds at least this much active audio."""
 
 
-EMOTION_LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 
 
 class ModelConfig(_Section):

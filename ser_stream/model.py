@@ -19,13 +19,13 @@ import numpy as np
 from .adaptation import Prior
 from .errors import ModelError
 from .features import FeatureDefinition
+from .labels import LABELS
 from .packaged import packaged_file
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "ser-stream-model"
 BUNDLE_VERSION = 1
-LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 DEFAULT_MODEL_NAME = "default.npz"
 
 

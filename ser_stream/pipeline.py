@@ -16,7 +16,7 @@ import numpy as np
 from . import features as F
 from . import vad
 from .adaptation import RunningStats
-from .config import VAD_THRESHOLD_DBFS, Config
+from .config import VAD_THRESHOLD_DBFS, Config, ConfigError
 from .model import Model
 
 
@@ -85,10 +85,15 @@ def prior_weights(model: Model, label_prior: np.ndarray) -> np.ndarray:
 
 
 def label_prior(config: Config, model: Model) -> np.ndarray | None:
-    """``model.household_prior`` as (n_labels,) in the model's label order (labels it omits get 0.01), or None."""
+    """``model.household_prior`` as (n_labels,) in the model's label order (labels it omits get 0.01), or None.
+    Raises ConfigError (exit 78) for a label the loaded model does not have."""
     prior = config.model.household_prior
     if prior is None:
         return None
+    unknown = sorted(set(prior) - set(model.labels))
+    if unknown:
+        raise ConfigError(f"model.household_prior: {', '.join(unknown)} is not a label of the model {model.path} "
+                          f"({', '.join(model.labels)})")
     return np.array([prior.get(lab, 0.01) for lab in model.labels], dtype=np.float64)
 
 

@@ -201,7 +201,7 @@ def test_arousal_and_valence_are_smoothed_and_forgotten_when_idle():
     assert abs(m2.arousal) < 0.3 and m2.valence is None  # alternating windows average out; no valence head
 
 
-LABELS8 = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+from ser_stream.labels import LABELS as LABELS8  # noqa: E402
 
 
 def test_speech_while_idle_sets_a_rest_mood_when_no_emotion_qualifies():
@@ -236,3 +236,16 @@ def test_agitation_heard_through_arousal_needs_no_confidence_and_holds_with_hyst
     m2 = tracker(labels=LABELS8, arousal_on=0.4, arousal_off=0.1, smoothing_seconds=0.0)
     assert all(m2.update(t=i, hop_seconds=1.0, probs=unsure, arousal=0.9, settled=False).mood in (IDLE, "neutral")
                for i in range(10))
+
+
+def test_household_prior_is_checked_against_the_loaded_models_labels(model):
+    from dataclasses import replace
+
+    from ser_stream.config import ConfigError
+    from ser_stream.pipeline import label_prior
+
+    config = Config(model={"household_prior": {"neutral": 0.5, "surprised": 0.1}})
+    assert label_prior(config, model)[model.labels.index("surprised")] == 0.1
+    five = replace(model, labels=model.labels[:5])
+    with pytest.raises(ConfigError, match="model.household_prior: surprised is not a label of the model"):
+        label_prior(config, five)
