@@ -114,8 +114,8 @@ def check_file(path: Path) -> None:
         raise ModelError(f"{path}: cannot read model bundle: not a ser-stream .npz bundle")
 
 
-def read_bundle(path: Path) -> dict[str, Any]:
-    """The bundle dict stored in ``path`` (arrays checked against the recorded SHA-256).
+def read_bundle(path: Path) -> tuple[dict[str, Any], str]:
+    """The bundle dict stored in ``path`` and its arrays' SHA-256 (checked against the recorded one).
     Raises ModelError naming the file on any problem; never unpickles."""
     check_file(path)
     try:
@@ -140,25 +140,4 @@ def read_bundle(path: Path) -> dict[str, Any]:
         bundle = _unflatten(meta["bundle"], arrays)
     except ValueError as exc:
         raise ModelError(f"{path}: invalid model bundle: {exc}") from None
-    bundle["_sha256"] = digest
-    return bundle
-
-
-def convert_pickle(old: Path, new: Path) -> str:
-    """Unpickle a joblib bundle (only ever on the user's command, for a file they trust), validate it
-    and write it as a data-only bundle. Returns the new file's SHA-256."""
-    import joblib
-
-    from .model import from_bundle
-
-    if not old.is_file():
-        raise ModelError(f"{old}: model file not found")
-    try:
-        bundle = joblib.load(old)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a file we cannot convert
-        raise ModelError(f"{old}: cannot read joblib bundle: {type(exc).__name__}: {exc}") from None
-    try:
-        model = from_bundle(bundle, path=old)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{old}: invalid model bundle: {exc}") from None
-    return model.save(new)
+    return bundle, digest

@@ -297,7 +297,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_convert_model(args: argparse.Namespace) -> int:
-    from .bundle import convert_pickle
+    from .model import convert_pickle
 
     config = _load(args)
     _setup_logging(config.logging.level)

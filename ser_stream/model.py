@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .adaptation import Prior
+from .bundle import read_bundle, write_bundle
 from .errors import ModelError
 from .features import FeatureDefinition
 from .labels import LABELS
@@ -250,8 +251,6 @@ class Model:
 
     def save(self, path: Path) -> str:
         """Write the data-only bundle (:mod:`ser_stream.bundle`); returns its arrays' SHA-256."""
-        from .bundle import write_bundle
-
         return write_bundle(self.to_bundle(), Path(path))
 
 
@@ -333,14 +332,29 @@ def from_bundle(bundle: Any, *, path: Path | None = None) -> Model:
 
 def load_model(path: Path | None) -> Model:
     """Load and check a bundle; ``None`` = the bundled default. Raises ModelError (exit 78)."""
-    from .bundle import read_bundle
-
     path = DEFAULT_MODEL_PATH if path is None else Path(path)
-    bundle = read_bundle(path)
-    digest = bundle.pop("_sha256")
+    bundle, digest = read_bundle(path)
     try:
         model = from_bundle(bundle, path=path)
     except Exception as exc:  # noqa: BLE001 - a bundle is untrusted data: whatever its content breaks, it is invalid
         raise ModelError(f"{path}: invalid model bundle: {type(exc).__name__}: {exc}") from None
     log.debug("loaded model %s (%d labels, %d inputs, sha256 %s)", path, len(model.labels), model.features.vector_size, digest)
     return replace(model, sha256=digest)
+
+
+def convert_pickle(old: Path, new: Path) -> str:
+    """Unpickle a joblib bundle (only ever on the user's command, for a file they trust), validate it
+    and write it as a data-only bundle. Returns the new file's SHA-256."""
+    import joblib
+
+    if not old.is_file():
+        raise ModelError(f"{old}: model file not found")
+    try:
+        bundle = joblib.load(old)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a file we cannot convert
+        raise ModelError(f"{old}: cannot read joblib bundle: {type(exc).__name__}: {exc}") from None
+    try:
+        model = from_bundle(bundle, path=old)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{old}: invalid model bundle: {exc}") from None
+    return model.save(new)

@@ -52,8 +52,7 @@ def test_a_pickle_that_runs_code_is_refused_without_running(tmp_path: Path, clip
 
 
 def test_changed_arrays_fail_the_checksum(tmp_path: Path):
-    bundle = read_bundle(DEFAULT_MODEL_PATH)
-    digest = bundle.pop("_sha256")
+    bundle, digest = read_bundle(DEFAULT_MODEL_PATH)
     path = tmp_path / "m.npz"
     assert write_bundle(bundle, path) == digest == load_model(None).sha256
     # rewrite one array but keep the recorded digest
@@ -78,8 +77,7 @@ def test_a_model_file_others_can_write_is_refused(tmp_path: Path):
 def test_convert_model_turns_a_trusted_joblib_bundle_into_data(tmp_path: Path, clip: Path):
     import joblib
 
-    bundle = read_bundle(DEFAULT_MODEL_PATH)
-    del bundle["_sha256"]
+    bundle, _ = read_bundle(DEFAULT_MODEL_PATH)
     joblib.dump(bundle, tmp_path / "old.joblib")
     r = cli("convert-model", str(tmp_path / "old.joblib"), str(tmp_path / "new.npz"))
     assert r.returncode == 0, r.stderr.decode()

@@ -176,8 +176,7 @@ def test_missing_and_corrupt_bundles_are_model_errors(tmp_path: Path):
     truncated.write_bytes(DEFAULT_MODEL_PATH.read_bytes()[:5000])
     with pytest.raises(ModelError, match="truncated.npz: cannot read model bundle"):
         load_model(truncated)
-    bundle = read_bundle(DEFAULT_MODEL_PATH)
-    del bundle["_sha256"]
+    bundle, _ = read_bundle(DEFAULT_MODEL_PATH)
     bundle["scaler"]["mean"] = bundle["scaler"]["mean"][:-1]
     write_bundle(bundle, tmp_path / "shape.npz")
     with pytest.raises(ModelError, match="scaler shapes"):
