@@ -43,6 +43,40 @@ def _executable() -> str:
     return str(exe if exe.exists() else (shutil.which("ser-stream") or exe))
 
 
+# The units in systemd/ work as they are for the documented layout; these are the paths in them that an
+# installation elsewhere fills in. Each must be in its unit: a unit edited without them is an error here.
+EXECUTABLE = "/opt/ser-stream/.venv/bin/ser-stream"
+USER_CONFIG = "%h/.config/ser-stream/config.yaml"
+ROOM_CONFIG = "/etc/ser-stream/%i.yaml"
+
+
+def fill(text: str, *, unit: str, values: dict[str, str]) -> str:
+    """``text`` with every placeholder path (key) replaced by its value; raises InstallError naming the
+    unit and the placeholder when one is absent (the unit changed and this code did not)."""
+    for placeholder, value in values.items():
+        if placeholder not in text:
+            raise InstallError(f"{unit}: has no {placeholder!r} to fill in; the unit and ser_stream/install.py disagree")
+        text = text.replace(placeholder, value)
+    return text
+
+
+def verify_unit(analyze: str, text: str, *, name: str) -> None:
+    """``systemd-analyze verify`` of the unit ``text`` as file ``name`` in a temporary folder of its own
+    (never in the live unit folder, where an administrator's file of that name could be). Raises
+    InstallError with the problems it reports about the unit."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ser-stream-verify-") as tmp:
+        target = Path(tmp) / name
+        target.write_text(text)
+        # (a user unit is verified as a system one: its directives are valid in both, and --user needs a
+        # running user manager)
+        r = subprocess.run([analyze, "verify", str(target)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in r.stderr.splitlines() if name.split("@")[0].removesuffix(".service") in line]
+    if r.returncode != 0 or problems:
+        raise InstallError(f"systemd-analyze verify {name}: " + "; ".join(problems or r.stderr.splitlines()[-3:]))
+
+
 def _starting_config(room: str) -> str:
     return f"""# ser-stream, room {room}. Every key, with its default: config.yaml in the repository, or
 # `ser-stream check-config -c THIS_FILE`, which prints the effective configuration.
@@ -70,16 +104,16 @@ def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir:
         unit_dir = unit_dir or Path.home() / ".config" / "systemd" / "user"
         config_dir = config_dir or Path.home() / ".config" / "ser-stream"
         name = "ser-stream.service"
-        text = (_units() / "ser-stream-user.service").read_text()
-        text = text.replace("%h/.config/ser-stream/config.yaml", str(config_dir / "config.yaml"))
+        text = fill((_units() / "ser-stream-user.service").read_text(), unit="ser-stream-user.service",
+                    values={USER_CONFIG: str(config_dir / "config.yaml"), EXECUTABLE: exe})
         config = config_dir / "config.yaml"
     else:
         unit_dir = unit_dir or Path("/etc/systemd/system")
         config_dir = config_dir or Path("/etc/ser-stream")
         name = "ser-stream@.service"
-        text = (_units() / "ser-stream@.service").read_text().replace("/etc/ser-stream/%i.yaml", f"{config_dir}/%i.yaml")
+        text = fill((_units() / "ser-stream@.service").read_text(), unit="ser-stream@.service",
+                    values={ROOM_CONFIG: f"{config_dir}/%i.yaml", EXECUTABLE: exe})
         config = config_dir / f"{room}.yaml"
-    text = text.replace("/opt/ser-stream/.venv/bin/ser-stream", exe)
     try:
         unit_dir.mkdir(parents=True, exist_ok=True)
         (unit_dir / name).write_text(text)
@@ -103,20 +137,8 @@ def install_service(*, user: bool, room: str, unit_dir: Path | None, config_dir:
             raise _cannot_write(exc) from None
         log.info("wrote %s (a network source: no sound devices, no audio group)", dropin)
     analyze = shutil.which("systemd-analyze")
-    if analyze:
-        target = unit_dir / name if user else unit_dir / f"ser-stream@{room}.service"
-        if not user:  # verify an instance: a template alone cannot be verified
-            target.write_text(text)
-        try:
-            # (a user unit is verified as a system one: its directives are valid in both, and --user needs a
-            # running user manager)
-            r = subprocess.run([analyze, "verify", str(target)], capture_output=True, text=True, timeout=60)
-        finally:
-            if not user:
-                target.unlink()
-        problems = [line for line in r.stderr.splitlines() if name.split("@")[0] in line]
-        if r.returncode != 0 or problems:
-            raise InstallError(f"systemd-analyze verify {target}: " + "; ".join(problems or r.stderr.splitlines()[-3:]))
+    if analyze:  # an instance (a template alone cannot be verified), or the user unit
+        verify_unit(analyze, text, name=name if user else f"ser-stream@{room}.service")
         log.info("systemd-analyze verify: clean")
     if user:
         return ["systemctl --user daemon-reload", "systemctl --user enable --now ser-stream",

@@ -8,6 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from .conftest import ROOT, need
 
 UNIT = ROOT / "systemd" / "ser-stream.service"
@@ -166,3 +168,25 @@ def test_a_private_user_namespace_keeps_the_audio_group(tmp_path_factory):
         assert stranger.returncode != 0 and "Permission denied" in stranger.stderr
     finally:
         shutil.rmtree(folder)
+
+
+def test_install_service_never_touches_a_unit_file_it_did_not_write(tmp_path: Path):
+    """The instance is verified in a folder of its own: an administrator's ser-stream@ROOM.service in the
+    unit folder stays byte for byte, and a unit that lost a path install-service fills in is an error."""
+    from ser_stream.install import EXECUTABLE, InstallError, fill
+
+    from .conftest import cli
+
+    need(shutil.which("systemd-analyze") is not None, "systemd-analyze is not installed")
+    units = tmp_path / "units"
+    units.mkdir()
+    theirs = units / "ser-stream@attic.service"
+    theirs.write_text("# the administrator's own instance unit\n[Service]\nExecStart=/bin/true\n")
+    before = theirs.read_bytes()
+    r = cli("install-service", "--room", "attic", "--unit-dir", str(units), "--config-dir", str(tmp_path / "etc"))
+    assert r.returncode == 0, r.stderr.decode()
+    assert "systemd-analyze verify: clean" in r.stderr.decode()
+    assert theirs.read_bytes() == before
+    assert sorted(p.name for p in units.iterdir()) == ["ser-stream@.service", "ser-stream@attic.service"]
+    with pytest.raises(InstallError, match=r"ser-stream@.service: has no '/opt/ser-stream/.venv/bin/ser-stream'"):
+        fill("[Service]\nExecStart=/usr/bin/ser-stream run\n", unit="ser-stream@.service", values={EXECUTABLE: "/x"})
