@@ -1,9 +1,12 @@
 """Fixed-size float32 ring buffer between the capture thread and the pipeline.
 
 Ownership: one writer (the capture thread: the microphone's, ffmpeg's or the file
-reader) and one reader (the pipeline thread). The writer owns ``_written``,
-the reader owns ``_read``; each only reads the other's counter, so no lock is
-needed on the data path (CPython makes the int stores atomic). A
+reader) and one reader (the pipeline thread). The writer owns ``_claimed`` and
+``_written``, the reader owns ``_read``; each only reads the other's counters, so
+no lock is needed on the data path (CPython makes the int stores atomic). The
+writer raises ``_claimed`` to the end of a block *before* storing it and
+``_written`` after: a reader that checks ``_claimed`` after its copy knows every
+sample that may have been overwritten while it copied (a seqlock's rule). A
 :class:`threading.Condition` is used only to wake a waiting reader or a
 blocking writer, never inside a live source's copy.
 
@@ -31,6 +34,7 @@ class RingBuffer:
         self.capacity = int(capacity)
         self._buf = np.zeros(self.capacity, dtype=np.float32)
         self._written = 0  # total samples ever written (writer-owned)
+        self._claimed = 0  # end of the block being written, raised before its samples are stored (writer-owned)
         self._read = 0  # total samples ever consumed or skipped (reader-owned)
         self._closed = False
         self._cond = threading.Condition()
@@ -44,6 +48,7 @@ class RingBuffer:
             self._written += n - self.capacity
             block = block[-self.capacity :]
             n = self.capacity
+        self._claimed = self._written + n
         start = self._written % self.capacity
         first = min(n, self.capacity - start)
         self._buf[start : start + first] = block[:first]
@@ -120,9 +125,9 @@ class RingBuffer:
             out[:first] = self._buf[start : start + first]
             if first < n:
                 out[first:n] = self._buf[: n - first]
-            # The writer may have lapped us during the copy: the head of what we
-            # copied is then newer audio, so drop it as lost.
-            bad = min(max(self._written - self.capacity - self._read, 0), n)
+            # The writer may have lapped us during the copy (or be storing over it now):
+            # the head of what we copied is then newer audio, so drop it as lost.
+            bad = min(max(self._claimed - self.capacity - self._read, 0), n)
             self._read += n
             if bad:
                 self.overflow_samples += bad
