@@ -308,6 +308,8 @@ class MqttSink:
                 else:
                     topic, payload = self._windows.popleft()
                     retain, qos = False, 0
+                if not self._priority and not self._windows:
+                    self._cond.notify_all()  # a close() waiting for the queues to drain
             info = self.client.publish(topic, payload, qos=qos, retain=retain)
             if info.rc == mqtt.MQTT_ERR_SUCCESS:
                 self.published += 1
@@ -354,9 +356,9 @@ class MqttSink:
         import time
 
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (not self._connected.is_set() or self._priority or self._windows):
-            time.sleep(0.02)
-        with self._cond:
+        with self._cond:  # woken by the publisher as it takes the last message, or by a connection
+            self._cond.wait_for(lambda: self._connected.is_set() and not self._priority and not self._windows,
+                                timeout=timeout)
             self._closing = True
             self._cond.notify_all()
         self._publisher.join(timeout=2)
