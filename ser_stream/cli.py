@@ -179,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_signals(stop)
     a = config.audio
     # anything with a scheme is a network source (an unknown scheme is refused, exit 78), never a file name
-    url = args.input if args.input and "://" in args.input else (None if args.input else a.url)
+    url = args.input if args.input and is_url(args.input) else (None if args.input else a.url)
     if url is not None:
         from .capture.network import NetworkSource, check_url
 

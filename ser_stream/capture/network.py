@@ -41,7 +41,9 @@ class UrlError(SerStreamError):
 
 
 def is_url(text: str) -> bool:
-    return "://" in text and text.split("://", 1)[0].lower() in SCHEMES
+    """Whether ``--input`` names a network source rather than a file: anything with a scheme (an
+    unsupported scheme is then refused by :func:`check_url`, exit 78, never read as a file name)."""
+    return "://" in text
 
 
 def mask_url(url: str) -> str:
