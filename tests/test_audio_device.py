@@ -175,3 +175,18 @@ def test_watchdog_stops_while_capture_is_dead_past_its_budget(pulse, tmp_path: P
     assert any(t > resumed for t in pings), err_path.read_text()
     statuses = [m for _, m in received if m.startswith("STATUS=")]
     assert any("no audio from pulse" in m for m in statuses) and statuses[-1].startswith("STATUS=listening on")
+
+
+def test_portaudio_reinitialisation_says_so_when_sounddevice_cannot(caplog):
+    """The one use of sounddevice's private _terminate/_initialize: with the real module they run
+    (test_an_unloaded_sink_comes_back relies on them); a sounddevice without them is logged, not fatal."""
+    import types
+
+    import sounddevice
+
+    from ser_stream.capture.microphone import reinitialise_portaudio
+
+    assert reinitialise_portaudio(sounddevice)
+    assert sounddevice.query_devices() is not None  # PortAudio is usable again afterwards
+    assert not reinitialise_portaudio(types.SimpleNamespace(__version__="9.9"))
+    assert "cannot re-initialise PortAudio" in caplog.text

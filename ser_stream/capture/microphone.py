@@ -93,6 +93,27 @@ def resolve_device(device: str | int | None) -> dict[str, Any]:
         raise DeviceError(f"{what} is unavailable: {exc}; {HINT}") from None
 
 
+
+def reinitialise_portaudio(sd: Any) -> bool:
+    """Re-initialise PortAudio so that its device list is read again (it is read once, at
+    initialisation: a device plugged back in is otherwise invisible). sounddevice has no public
+    call for this; its maintainers point to ``sd._terminate(); sd._initialize()`` (they wrap
+    ``Pa_Terminate``/``Pa_Initialize``; python-sounddevice issues #3 and #125). This is the only
+    place that uses them; tests/test_audio_device.py runs it against a real PulseAudio device.
+    Returns False (logged) when it failed or this sounddevice lacks them."""
+    terminate, initialize = getattr(sd, "_terminate", None), getattr(sd, "_initialize", None)
+    if terminate is None or initialize is None:
+        log.warning("this sounddevice (%s) cannot re-initialise PortAudio: a re-plugged device is found only "
+                    "after a restart", getattr(sd, "__version__", "?"))
+        return False
+    try:
+        terminate()
+        initialize()
+    except Exception:  # noqa: BLE001 - a half-initialised PortAudio is retried on the next attempt
+        log.debug("re-initialising PortAudio failed", exc_info=True)
+        return False
+    return True
+
 class MicrophoneSource:
     """Captures a microphone into the ring buffer. Owns the PortAudio stream and the capture thread;
     every PortAudio call on the stream is made under ``_lock`` (reads by the capture thread, restarts
@@ -214,13 +235,7 @@ class MicrophoneSource:
         self.liveness.restarted()
 
     def _reinitialise(self) -> None:
-        """Re-initialise PortAudio: its device list is read once, at initialisation."""
-        sd = self._sd
-        try:
-            sd._terminate()
-            sd._initialize()
-        except Exception:  # noqa: BLE001 - a half-initialised PortAudio is retried on the next attempt
-            log.debug("re-initialising PortAudio failed", exc_info=True)
+        reinitialise_portaudio(self._sd)
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
