@@ -262,8 +262,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.model is not None:
         from .model import load_model
 
-        if args.protocol in ("seed4", "leave-one-corpus-out"):
-            raise UsageError(f"--model scores every clip of DIR; --protocol {args.protocol} trains its own models")
+        if args.protocol == "seed4":
+            raise UsageError("--model scores every clip of DIR; --protocol seed4 is a training split")
+        if args.protocol == "leave-one-corpus-out":
+            raise UsageError("--model scores every clip of DIR; --protocol leave-one-corpus-out trains its own models")
         summary = evaluate_model(load_model(args.model), data_dirs=args.data, jobs=args.jobs, report=args.report,
                                  degrade=args.degrade, seed=args.seed, adaptive=args.protocol == "speaker-adaptive",
                                  household=config if args.protocol == "household" else None)

@@ -223,3 +223,10 @@ def test_arousal_is_relative_to_the_households_median_logit():
     assert again.arousal.median() == pytest.approx(stats.arousal.median())
     with pytest.raises(ValueError, match="non-finite"):
         again.load_arrays({**stats.to_arrays(), "arousal_logits": np.array([np.nan])})
+
+
+def test_thirty_seconds_of_speech_are_not_idle(long_wav: Path):
+    """idle means nobody is talking: 30 s of speech through run's own loop sets a mood within the dwell."""
+    speech = _run(long_wav, None)
+    assert len(speech) >= 25
+    assert all(w["mood"] != "idle" for w in speech[3:]), [w["mood"] for w in speech]
