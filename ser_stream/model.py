@@ -77,16 +77,6 @@ def logits_to_proba(h: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def mlp_forward(x: np.ndarray, *, coefs: list[np.ndarray], intercepts: list[np.ndarray], activation: str,
-                temperature: float = 1.0) -> np.ndarray:
-    """MLP forward pass, as scikit-learn's ``MLPClassifier.predict_proba`` (temperature 1).
-
-    ``x``: (n, n_features) already standardised. Returns (n, n_classes) probabilities.
-    """
-    return logits_to_proba(mlp_logits(x, coefs=coefs, intercepts=intercepts, activation=activation),
-                           temperature=temperature)
-
-
 @dataclass(frozen=True)
 class Classifier:
     """A standardiser and an MLP, as fitted by scikit-learn, applied with numpy."""
@@ -198,10 +188,6 @@ class AdaptiveHead:
 
     prior: Prior
     heads: Heads
-
-    @property
-    def classifier(self) -> Classifier:
-        return self.heads.emotion
 
     def predict_proba(self, normalised: np.ndarray) -> np.ndarray:
         """(n, vector_size) vectors already normalised by the stream's statistics -> (n, n_labels)."""
