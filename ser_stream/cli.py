@@ -205,17 +205,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     # a test file must not become the household's statistics: they are kept for live sources only
     live = not args.input or url is not None
     adaptation_dir = state_dir if adapting and config.adaptation.persist and live else None
+    mqtt = None
     if config.mqtt.enabled:
         from .sinks.mqtt import MqttSink
 
-        sinks.append(MqttSink(config.mqtt, labels=model.labels, on_mute=controls.set_muted, muted=controls.muted,
-                              on_reset_adaptation=controls.request_adaptation_reset if adapting else None))
+        mqtt = MqttSink(config.mqtt, labels=model.labels, on_mute=controls.set_muted, muted=controls.muted,
+                        on_reset_adaptation=controls.request_adaptation_reset if adapting else None)
+        sinks.append(mqtt)
     metrics = None
     if config.metrics.enabled:
         from .sinks.metrics import MetricsSink
 
         metrics = MetricsSink(config.metrics, labels=model.labels, model_sha256=model.sha256, model_path=str(model.path),
-                              version=__version__)
+                              version=__version__, mqtt=mqtt)
         sinks.append(metrics)
     log.info("ser-stream %s: model %s, window %.2f s, hop %.2f s, source %s (%d Hz)", __version__,
              model.path, config.window.length_seconds, config.window.hop_seconds, source.name, source.sample_rate_hz)

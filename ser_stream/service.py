@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -48,6 +48,14 @@ class Source(Protocol):
     def poll(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class RunMetrics(Protocol):
+    """What the loop tells a metrics sink beyond the sink interface (sinks.metrics.MetricsSink)."""
+
+    def bind(self, *, ring: RingBuffer, source: Source) -> None: ...
+
+    def observe_hop(self, seconds: float) -> None: ...
 
 
 class Notifier:
@@ -231,7 +239,7 @@ def run_stream(
     controls: Controls | None = None,
     max_seconds: float | None = None,
     adaptation_dir: Path | None = None,
-    metrics: Any | None = None,
+    metrics: RunMetrics | None = None,
 ) -> RunStats:
     """Stream ``source`` until it ends, ``stop`` is set, or ``max_seconds`` of audio went by.
 
@@ -253,7 +261,7 @@ def run_stream(
         log.info("the model has no adaptive head: adaptation is off")
     analyzer = make_analyzer(config, None, fdef=model.features)
     if metrics is not None:  # a MetricsSink (already among the sinks): live values and per-hop times
-        metrics.bind(ring=ring, source=source, mqtt=next((s for s in sinks.sinks if s.name == "mqtt"), None))
+        metrics.bind(ring=ring, source=source)
     stats = RunStats()
     since = iso_utc(datetime.now(timezone.utc))
     muted = controls.muted

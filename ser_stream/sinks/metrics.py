@@ -31,7 +31,8 @@ class MetricsSink:
     name = "metrics"
 
     def __init__(self, cfg: MetricsConfig, *, labels: tuple[str, ...], model_sha256: str | None, model_path: str,
-                 version: str) -> None:
+                 version: str, mqtt: Any | None = None) -> None:
+        """``mqtt``: the MQTT sink whose connection and drops are reported (None: MQTT is off)."""
         self.registry = r = CollectorRegistry()
         self.windows = Counter("ser_stream_windows", "Windows analysed (one per hop)", registry=r)
         self.speech = Counter("ser_stream_speech_windows", "Windows the speech gate passed", registry=r)
@@ -45,6 +46,9 @@ class MetricsSink:
         self.restarts = Gauge("ser_stream_capture_restarts", "Times the capture device was reopened", registry=r)
         self.mqtt_connected = Gauge("ser_stream_mqtt_connected", "1 while connected to the MQTT broker", registry=r)
         self.mqtt_dropped = Gauge("ser_stream_mqtt_dropped_windows", "Per-hop MQTT messages dropped", registry=r)
+        if mqtt is not None:  # read at scrape time from the sink that owns them
+            self.mqtt_connected.set_function(lambda: float(mqtt.connected))
+            self.mqtt_dropped.set_function(lambda: mqtt.windows_dropped)
         Info("ser_stream_model", "The loaded model", registry=r).info(
             {"sha256": model_sha256 or "", "path": model_path, "version": version})
         self.mood.state(IDLE)
@@ -56,13 +60,10 @@ class MetricsSink:
             raise DeviceError(f"metrics: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror} (metrics.port)") from None
         log.info("metrics: Prometheus endpoint on http://%s:%d/metrics", cfg.host, cfg.port)
 
-    def bind(self, *, ring: Any, source: Any, mqtt: Any | None) -> None:
+    def bind(self, *, ring: Any, source: Any) -> None:
         """Values read at scrape time from the objects that own them (plain attribute reads)."""
         self.overflow.set_function(lambda: ring.overflow_samples)
         self.restarts.set_function(lambda: getattr(source, "restarts", 0))
-        if mqtt is not None:
-            self.mqtt_connected.set_function(lambda: float(mqtt.connected))
-            self.mqtt_dropped.set_function(lambda: mqtt.windows_dropped)
 
     def observe_hop(self, seconds: float) -> None:
         self.hop_seconds.observe(seconds)
