@@ -345,11 +345,18 @@ def household_cross_validation(clips: list[Clip], data: Any, *, fdef: Any, confi
     """:func:`household_cv` over ``splits`` (default :func:`actor_folds`), each fold's held-out neutral
     clips one household."""
     splits = actor_folds(clips) if splits is None else splits
+    streams = fold_streams(clips, splits, fdef=fdef, config=config, jobs=jobs, seed=seed)
+    return household_cv(clips, data, streams, splits, fdef=fdef, config=config, seed=seed, jobs=jobs, models=models)
+
+
+def fold_streams(clips: list[Clip], splits: list[Any], *, fdef: Any, config: Config, jobs: int,
+                 seed: int) -> HouseholdStreams:
+    """:func:`corpus_streams` with fold k's held-out neutral clips as ``neutral[k]``."""
     groups = {f"fold{k}": [int(i) for i in te if LABELS[clips[int(i)].label] == "neutral"] for k, (_, te) in enumerate(splits)}
     streams = corpus_streams(clips, fdef=fdef, config=config, jobs=jobs, seed=seed, neutral_groups=groups)
     by_name = {s.name: s for s in streams.neutral}
     streams.neutral = [by_name[f"fold{k}"] for k in range(len(splits))]
-    return household_cv(clips, data, streams, splits, fdef=fdef, config=config, seed=seed, jobs=jobs, models=models)
+    return streams
 
 
 def evaluate_household(model: Model, clips: list[Clip], *, config: Config, jobs: int, seed: int) -> dict[str, Any]:
@@ -393,10 +400,7 @@ def leave_one_corpus_out(clips: list[Clip], data: Any, *, fdef: Any, config: Con
     splits = corpus_folds(clips)
     if len(splits) < 2:
         raise ValueError("leave-one-corpus-out needs at least two corpora (--data DIR DIR ...)")
-    groups = {f"fold{k}": [int(i) for i in te if LABELS[clips[int(i)].label] == "neutral"] for k, (_, te) in enumerate(splits)}
-    streams = corpus_streams(clips, fdef=fdef, config=config, jobs=jobs, seed=seed, neutral_groups=groups)
-    by_name = {s.name: s for s in streams.neutral}
-    streams.neutral = [by_name[f"fold{k}"] for k in range(len(splits))]
+    streams = fold_streams(clips, splits, fdef=fdef, config=config, jobs=jobs, seed=seed)
     on = household_cv(clips, data, streams, splits, fdef=fdef, config=config, seed=seed, jobs=jobs)
     flipped = config.model_copy(update={"adaptation": config.adaptation.model_copy(
         update={"enabled": not config.adaptation.enabled})})
