@@ -199,7 +199,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         sinks.append(StdoutSink(fmt=fmt, labels=model.labels, stop=stop))
     # The mute switch is set over MQTT, so it is only kept (and honoured) with MQTT on:
     # a persisted mute must never silence a daemon that has no way to unmute it.
-    state_dir = config.state.directory or default_state_dir()
+    from .sinks import device_id_of
+
+    state_dir = config.state.directory or default_state_dir(device_id_of(config.mqtt))
     controls = Controls(state_dir=state_dir if config.mqtt.enabled else None)
     adapting = adapts(config, model)
     # a test file must not become the household's statistics: they are kept for live sources only
@@ -347,7 +349,9 @@ def cmd_reset_adaptation(args: argparse.Namespace) -> int:
 
     config = _load(args)
     _setup_logging(config.logging.level)
-    path = (config.state.directory or default_state_dir()) / ADAPTATION_FILE
+    from .sinks import device_id_of
+
+    path = (config.state.directory or default_state_dir(device_id_of(config.mqtt))) / ADAPTATION_FILE
     try:
         path.unlink()
     except FileNotFoundError:

@@ -157,12 +157,15 @@ def prior_key(prior: Prior) -> str:
 
 class AdaptationStore:
     """The adaptation statistics in ``directory/adaptation.npz`` (``directory`` None: kept in memory
-    only). Written atomically; a file from another model or an unreadable one is set aside with a
-    log line and the statistics start from the population. Owned by the service thread."""
+    only), with the model and the source they were learnt for. Written atomically; a file from
+    another model or another source (a different microphone or camera: another room's acoustics),
+    or an unreadable one, is set aside with a log line and the statistics start from the population.
+    Owned by the service thread."""
 
-    def __init__(self, directory: Path | None, *, key: str) -> None:
+    def __init__(self, directory: Path | None, *, key: str, source: str = "") -> None:
         self.path = None if directory is None else directory / ADAPTATION_FILE
         self.key = key
+        self.source = source
         self._unsaved = 0
 
     def load(self, stats: RunningStats) -> None:
@@ -173,6 +176,10 @@ class AdaptationStore:
                 arrays = {k: data[k] for k in data.files}
             if str(arrays.get("model_key", "")) != self.key:
                 log.info("%s holds statistics of another model: adaptation starts from the population", self.path)
+                return
+            if "source" in arrays and str(arrays["source"]) != self.source:
+                log.info("%s holds statistics of another source (%s): adaptation starts from the population",
+                         self.path, arrays["source"])
                 return
             stats.load_arrays(arrays)
             log.info("adaptation: %.0f speech windows of statistics restored from %s", stats.n, self.path)
@@ -192,19 +199,21 @@ class AdaptationStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp.npz")
-            np.savez(tmp, model_key=np.array(self.key), **stats.to_arrays())
+            np.savez(tmp, model_key=np.array(self.key), source=np.array(self.source), **stats.to_arrays())
             tmp.replace(self.path)
         except OSError as exc:
             log.warning("cannot save the adaptation statistics in %s: %s", self.path, exc)
 
 
-def default_state_dir() -> Path:
-    """$STATE_DIRECTORY (systemd StateDirectory=), else the XDG state home."""
+def default_state_dir(room: str) -> Path:
+    """$STATE_DIRECTORY (systemd StateDirectory=, one per unit instance), else a folder per ``room``
+    (the MQTT device id) in the XDG state home: two daemons of one user never share a mute switch or
+    adaptation statistics."""
     env = os.environ.get("STATE_DIRECTORY")
     if env:
         return Path(env.split(":")[0])
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "ser-stream"
+    return Path(base) / "ser-stream" / room
 
 
 @dataclass
@@ -255,7 +264,7 @@ def run_stream(
     mood_step = MoodStep(model, config)
     adapter, tracker, store = mood_step.adapter, mood_step.tracker, None
     if adapter is not None:
-        store = AdaptationStore(adaptation_dir, key=prior_key(adapter.prior))
+        store = AdaptationStore(adaptation_dir, key=prior_key(adapter.prior), source=source.name)
         store.load(adapter)
     elif config.adaptation.enabled:
         log.info("the model has no adaptive head: adaptation is off")

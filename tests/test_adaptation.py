@@ -230,3 +230,27 @@ def test_thirty_seconds_of_speech_are_not_idle(long_wav: Path):
     speech = _run(long_wav, None)
     assert len(speech) >= 25
     assert all(w["mood"] != "idle" for w in speech[3:]), [w["mood"] for w in speech]
+
+
+def test_each_room_and_source_keeps_its_own_statistics(long_wav: Path, tmp_path: Path, caplog, monkeypatch):
+    """Issue 20: two daemons of one user with different device ids get different state folders, and
+    statistics learnt on another source are set aside."""
+    import shutil
+
+    from ser_stream.service import default_state_dir
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert default_state_dir("kitchen") == tmp_path / "xdg" / "ser-stream" / "kitchen"
+    assert default_state_dir("kitchen") != default_state_dir("hallway")
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "unit"))  # systemd: one per unit instance
+    assert default_state_dir("kitchen") == tmp_path / "unit"
+    caplog.set_level(logging.INFO)
+    state = tmp_path / "state"
+    first = _run(long_wav, state)
+    assert _saved_windows(state) == admitted(first)
+    other = tmp_path / "other-camera.wav"
+    shutil.copy(long_wav, other)
+    again = _run(other, state)  # the same audio from another source: not the household's statistics
+    assert "statistics of another source" in caplog.text
+    assert [w["probs"] for w in again] == [w["probs"] for w in first]

@@ -21,7 +21,7 @@ from .conftest import MDWE, ROOT, free_port, mdwe_supported, need
 
 
 def ffmpeg_pids(marker: str) -> list[int]:
-    """PIDs of ffmpeg/ffprobe processes whose command line holds ``marker``."""
+    """PIDs of ffmpeg (or ffprobe) processes whose command line holds ``marker``."""
     out = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
@@ -35,36 +35,35 @@ def ffmpeg_pids(marker: str) -> list[int]:
 
 
 class HttpAudioServer:
-    """`ffmpeg -listen 1` serving a WAV stream in real time, started again for each client (one client each)."""
+    """`ffmpeg -listen 1` serving a WAV stream in real time to **one client**, started once (and again
+    only when a test restarts it): a daemon that opened a second connection would get nothing."""
 
-    def __init__(self, audio: Path, root: Path) -> None:
+    def __init__(self, audio: Path, root: Path, *, loop: bool = True) -> None:
         need(shutil.which("ffmpeg") is not None, "ffmpeg (Debian package ffmpeg) is not installed")
         self.port = free_port()
         self.audio = audio
+        self.loop = loop
         self.log = open(root / f"http-{self.port}.log", "ab")
-        self._stop = threading.Event()
         self._proc: subprocess.Popen | None = None
+        self.starts = 0
         self.start()
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        self.starts += 1
+        self._proc = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
+             *(["-stream_loop", "-1"] if self.loop else []), "-i", str(self.audio),
+             "-c:a", "pcm_s16le", "-f", "wav", "-listen", "1", f"http://127.0.0.1:{self.port}/live.wav"],
+            stdout=self.log, stderr=self.log)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._proc = subprocess.Popen(
-                ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.audio),
-                 "-c:a", "pcm_s16le", "-f", "wav", "-listen", "1", f"http://127.0.0.1:{self.port}/live.wav"],
-                stdout=self.log, stderr=self.log)
-            self._proc.wait()
+    @property
+    def serving(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def stop(self) -> None:
-        self._stop.set()
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait(5)
-        self._thread.join(5)
 
     def url(self, userinfo: str = "") -> str:
         return f"http://{userinfo}127.0.0.1:{self.port}/live.wav"
@@ -80,6 +79,7 @@ factory = GstRtspServer.RTSPMediaFactory()
 factory.set_launch("( filesrc location=%s ! wavparse ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 "
                    "! rtpL16pay name=pay0 pt=96 )" % sys.argv[2])
 factory.set_shared(True)
+server.get_session_pool().set_max_sessions(1)  # a camera that allows one RTSP session
 server.get_mount_points().add_factory("/room", factory)
 server.attach(None)
 print("ready", flush=True)
@@ -143,6 +143,32 @@ def test_http_stream_with_a_server_restart(speech_wav: Path, tmp_path: Path, mdw
     log = d.log
     assert "s3cret-pass" not in log and mask_url(url) in log
     assert not ffmpeg_pids(str(server.port))  # no ffmpeg left behind
+
+
+def test_a_single_client_http_source_started_once_gives_speech_with_one_connection(speech_wav: Path, tmp_path: Path):
+    """Issue 20: a camera that serves one client at a time, never restarted by anything but the test:
+    speech within 10 s of start, and again after the server was killed and started once more. A probe
+    connection before the reader (or two per reconnect) would take the only session."""
+    server = HttpAudioServer(speech_wav, tmp_path, loop=False)
+    time.sleep(0.5)
+    d = Daemon(server.url(), tmp_path)
+    try:
+        start = time.monotonic()
+        d.wait_for(lambda: d.speech_since(0), 10)
+        assert time.monotonic() - start <= 10
+        assert "one connection" in d.log
+        server.stop()
+        d.wait_for(lambda: "reconnecting" in d.log or "ended" in d.log, 20)
+        n = len(d.lines)
+        server.start()  # once: it serves the first connection that arrives, and only that one
+        d.wait_for(lambda: d.speech_since(n), 40)
+    finally:
+        d.proc.send_signal(signal.SIGTERM)
+        rc = d.proc.wait(30)
+        server.stop()
+    assert rc == 0, d.log
+    assert server.starts == 2
+    assert not ffmpeg_pids(str(server.port))
 
 
 def test_rtsp_stream_from_a_gstreamer_server_with_a_restart(speech_wav: Path, tmp_path: Path):
@@ -241,7 +267,7 @@ def test_a_stream_without_audio_and_a_bad_url_in_the_config(tmp_path: Path):
 
 def test_ffmpeg_missing_is_a_clear_error(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SER_STREAM_")}
-    env["PATH"] = str(tmp_path)  # no ffmpeg, no ffprobe on it
+    env["PATH"] = str(tmp_path)  # no ffmpeg on it
     r = subprocess.run([sys.executable, "-m", "ser_stream", "run", "--input", "rtsp://me:pw@127.0.0.1:1/x"], cwd=ROOT,
                        capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 69 and "ffprobe is not installed (Debian: apt-get install ffmpeg)" in r.stderr
+    assert r.returncode == 69 and "ffmpeg is not installed (Debian: apt-get install ffmpeg)" in r.stderr

@@ -1,9 +1,13 @@
 """Network audio (IP cameras, intercoms, streams): rtsp://, rtsps://, http(s):// and srt:// through ffmpeg.
 
-ffprobe learns the stream's audio rate at start (and refuses what cannot work, with the documented
-exit code); then ffmpeg (Debian's package, a subprocess) decodes the first audio track to mono
-float32 at that native rate, which a reader thread copies into the ring buffer, where the same
-resampler as the microphone's takes it. Always real time (the stream sets the pace). When the
+**One connection per (re)connect**: ffmpeg (Debian's package, a subprocess) opens the stream once,
+reports its streams on stderr, and decodes the first audio track to mono float32 at the track's
+native rate; the rate is read from ffmpeg's own report of its output, so no probe connection
+comes first (a camera or baby monitor that serves one client at a time, or an RTSP camera whose
+other session a recorder holds, works). What cannot work is refused at start with the documented
+exit code, from the same report. A reconnect asks ffmpeg for the rate learnt at start. A reader
+thread copies the samples into the ring buffer, where the same resampler as the microphone's takes
+them. Always real time (the stream sets the pace). When the
 stream drops, the camera reboots, or nothing arrives for ``stall_seconds``,
 :meth:`NetworkSource.poll` restarts ffmpeg with backoff; :attr:`healthy` turns false once audio has
 been missing for longer than ``watchdog_budget_seconds``. ffmpeg dies with the daemon, even on
@@ -15,10 +19,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
 import shutil
 import signal
 import subprocess
 import threading
+from collections import deque
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -30,7 +36,7 @@ from .liveness import Liveness
 log = logging.getLogger(__name__)
 
 SCHEMES = ("rtsp", "rtsps", "http", "https", "srt")
-TIMEOUT_SECONDS = 5.0  # ffprobe's and ffmpeg's socket timeout
+TIMEOUT_SECONDS = 5.0  # ffmpeg's socket timeout
 PR_SET_PDEATHSIG = 1
 
 
@@ -108,7 +114,7 @@ def _ffmpeg_binary(name: str) -> str:
 
 
 def _classify_failure(url: str, stderr: str) -> SerStreamError:
-    """Turn ffprobe's complaint into the documented error, the URL masked."""
+    """Turn ffmpeg's complaint into the documented error, the URL masked."""
     text = stderr.replace(url, mask_url(url))
     last = (text.strip().splitlines() or ["no answer"])[-1][:300]
     low = text.lower()
@@ -120,22 +126,75 @@ def _classify_failure(url: str, stderr: str) -> SerStreamError:
     return DeviceError(f"{mask_url(url)}: stream unavailable: {last}")
 
 
-def probe_rate(url: str) -> int:
-    """The sample rate of the stream's first audio track; raises the documented errors (66, 69)."""
-    ffprobe = _ffmpeg_binary("ffprobe")
-    cmd = [ffprobe, "-v", "error", *_timeout_args(url), *PROBE_ARGS, "-select_streams", "a:0", "-show_entries", "stream=sample_rate",
-           "-of", "csv=p=0", url]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_SECONDS * 3, stdin=subprocess.DEVNULL,
-                           preexec_fn=_die_with_parent)
-    except subprocess.TimeoutExpired:
-        raise InputMissingError(f"{mask_url(url)}: unreachable: no answer within {TIMEOUT_SECONDS * 3:.0f} s") from None
-    if r.returncode != 0:
-        raise _classify_failure(url, r.stderr)
-    rates = [x.strip() for x in r.stdout.splitlines() if x.strip().isdigit()]
-    if not rates:
-        raise DeviceError(f"{mask_url(url)}: the stream has no audio track (a video-only camera?)")
-    return int(rates[0])
+# ffmpeg's report of its output stream, e.g. "  Stream #0:0: Audio: pcm_f32le, 48000 Hz, mono, flt, 1536 kb/s"
+OUTPUT_AUDIO = re.compile(r"^\s*Stream #\d+:\d+.*?: Audio: [^,]+, (\d+) Hz")
+NO_AUDIO = ("matches no streams", "does not contain any stream")
+
+
+class _Ffmpeg:
+    """One ffmpeg process reading ``url``: its stdout (samples) for the source's reader thread, its
+    stderr drained by a thread of its own, which keeps the last lines and learns the output rate from
+    ffmpeg's report. Owned by the :class:`NetworkSource` that started it."""
+
+    def __init__(self, ffmpeg: str, url: str, *, rate: int | None) -> None:
+        self.url = url
+        self.rate: int | None = None
+        self.lines: deque[str] = deque(maxlen=40)
+        self.reported = threading.Event()  # the output's rate is known, or ffmpeg ended before saying it
+        resample = [] if rate is None else ["-ar", str(rate)]
+        cmd = [ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", *_timeout_args(url), *PROBE_ARGS,
+               "-fflags", "nobuffer", "-i", url, "-vn", "-map", "0:a:0", "-ac", "1", *resample,
+               "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=_die_with_parent)
+        self._stderr = threading.Thread(target=self._drain, name="ffmpeg-stderr", daemon=True)
+        self._stderr.start()
+
+    def _drain(self) -> None:
+        output = False
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.lines.append(line)
+            if line.startswith("Output #0"):
+                output = True
+            elif output and self.rate is None and (m := OUTPUT_AUDIO.match(line)):
+                self.rate = int(m.group(1))
+                self.reported.set()
+        self.reported.set()
+
+    def wait_for_rate(self, timeout: float) -> int:
+        """The output's sample rate from ffmpeg's report; raises the documented errors (66, 69) when
+        ffmpeg ends first or says nothing within ``timeout`` s (the process is then killed)."""
+        if not self.reported.wait(timeout):
+            self.kill()
+            raise InputMissingError(f"{mask_url(self.url)}: unreachable: no answer within {timeout:.0f} s")
+        if self.rate is not None:
+            return self.rate
+        self.proc.wait()
+        self._stderr.join(timeout=2)
+        text = "\n".join(self.lines)
+        if any(k in text for k in NO_AUDIO):
+            raise DeviceError(f"{mask_url(self.url)}: the stream has no audio track (a video-only camera?)")
+        raise _classify_failure(self.url, text)
+
+    def tail(self) -> str:
+        """ffmpeg's last words (the URL masked)."""
+        last = next((line for line in reversed(self.lines) if line.strip()), f"ffmpeg exit status {self.proc.returncode}")
+        return last.replace(self.url, mask_url(self.url)).strip()[:300]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            log.warning("ffmpeg (pid %d) did not exit", self.proc.pid)
+        self._stderr.join(timeout=2)
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 class NetworkSource:
@@ -145,13 +204,14 @@ class NetworkSource:
                  block_seconds: float = 0.1) -> None:
         self.url = check_url(url)
         self.name = mask_url(url)
-        self.sample_rate_hz = probe_rate(url)
+        self._ffmpeg = _ffmpeg_binary("ffmpeg")
+        # the one connection: its own report gives the rate; its samples wait in the pipe until start()
+        self._proc: _Ffmpeg | None = _Ffmpeg(self._ffmpeg, self.url, rate=None)
+        self.sample_rate_hz = self._proc.wait_for_rate(TIMEOUT_SECONDS * 3)
         self.block_frames = max(1, int(self.sample_rate_hz * block_seconds))
         self.liveness = Liveness(stall_seconds=stall_seconds, watchdog_budget_seconds=watchdog_budget_seconds)
         self.error: Exception | None = None
         self.restarts = 0
-        self._ffmpeg = _ffmpeg_binary("ffmpeg")
-        self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._ring: RingBuffer | None = None
         self._stop: threading.Event | None = None
@@ -166,17 +226,11 @@ class NetworkSource:
 
     def start(self, ring: RingBuffer, stop: threading.Event) -> None:
         self._ring, self._stop = ring, stop
-        self._spawn()
-        log.info("capturing %s at %d Hz through ffmpeg", self.name, self.sample_rate_hz)
+        self._start_reader()
+        log.info("capturing %s at %d Hz through ffmpeg (one connection)", self.name, self.sample_rate_hz)
 
-    def _spawn(self) -> None:
-        cmd = [self._ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *_timeout_args(self.url), *PROBE_ARGS,
-               "-fflags", "nobuffer", "-i", self.url,
-               "-vn", "-map", "0:a:0", "-ac", "1", "-ar", str(self.sample_rate_hz), "-f", "f32le", "-acodec", "pcm_f32le",
-               "pipe:1"]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      preexec_fn=_die_with_parent)
-        self._reader = threading.Thread(target=self._read, args=(self._proc,), name="ffmpeg-reader", daemon=True)
+    def _start_reader(self) -> None:
+        self._reader = threading.Thread(target=self._read, args=(self._proc.proc,), name="ffmpeg-reader", daemon=True)
         self._reader.start()
 
     def _read(self, proc: subprocess.Popen) -> None:
@@ -196,7 +250,7 @@ class NetworkSource:
 
     def poll(self) -> None:
         """Called by the pipeline between reads: restart ffmpeg when the stream ended or stalled, with backoff."""
-        why = self.liveness.due(name=self.name, alive=self._proc is not None and self._proc.poll() is None)
+        why = self.liveness.due(name=self.name, alive=self._proc is not None and self._proc.proc.poll() is None)
         if why is None:
             return
         if why == "stalled":
@@ -205,37 +259,23 @@ class NetworkSource:
             log.warning("stream %s ended (%s); reconnecting", self.name, self._stderr_tail())
         self._kill()
         self.restarts += 1
-        self._spawn()
+        self._proc = _Ffmpeg(self._ffmpeg, self.url, rate=self.sample_rate_hz)  # the rate learnt at start
+        self._start_reader()
         self.liveness.restarted()
 
     def _stderr_tail(self) -> str:
-        proc = self._proc
-        if proc is None or proc.stderr is None:
+        if self._proc is None:
             return "no detail"
-        try:
-            text = proc.stderr.read().decode("utf-8", "replace") if proc.poll() is not None else ""
-        except (OSError, ValueError):
-            text = ""
-        last = (text.strip().splitlines() or [f"ffmpeg exit status {proc.returncode}"])[-1]
-        return last.replace(self.url, self.name)[:300]
+        self._proc.proc.poll()
+        return self._proc.tail()
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.kill()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            log.warning("ffmpeg (pid %d) did not exit", proc.pid)
+        proc.kill()
         if self._reader is not None:
             self._reader.join(timeout=2)  # the killed process's stdout ends: so does the reader
-        for f in (proc.stdout, proc.stderr):
-            try:
-                f.close()
-            except OSError:
-                pass
 
     def stop(self) -> None:
         self._kill()

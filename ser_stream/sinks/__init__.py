@@ -8,14 +8,28 @@ failure streak) and called again next time; it never stops inference.
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from ..config import MqttConfig
 from ..mood import MoodState
 from ..pipeline import WindowResult, probs_json
 
 log = logging.getLogger(__name__)
+
+
+def sanitize_id(text: str) -> str:
+    """A topic- and unique_id-safe identifier: letters, digits, '_' and '-'."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "ser_stream"
+
+
+def device_id_of(cfg: MqttConfig) -> str:
+    """The room's identity: ``mqtt.device_id``, else the hostname (MQTT topics, Home Assistant's device,
+    and the folder of the room's state)."""
+    return sanitize_id(cfg.device_id or socket.gethostname())
 
 
 def iso_utc(ts: datetime) -> str:

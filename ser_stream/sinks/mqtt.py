@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import socket
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -38,20 +36,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from .. import __version__
 from ..config import ConfigError, MqttConfig
 from ..mood import IDLE
-from . import StateMessage
+from . import StateMessage, device_id_of, sanitize_id  # noqa: F401 - sanitize_id: part of this module's API
 
 log = logging.getLogger(__name__)
 
 CREDENTIAL_NAME = "mqtt_password"
-
-
-def sanitize_id(text: str) -> str:
-    """A topic- and unique_id-safe identifier: letters, digits, '_' and '-'."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "ser_stream"
-
-
-def device_id_of(cfg: MqttConfig) -> str:
-    return sanitize_id(cfg.device_id or socket.gethostname())
 
 
 def base_topic_of(cfg: MqttConfig) -> str:
