@@ -151,11 +151,10 @@ def _install_signals(stop: threading.Event) -> None:
 
 # --------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from .capture.file import FileSource
-    from .capture.microphone import MicrophoneSource
+    from .capture import open_source
     from .model import load_model
     from .moodstep import adapts
-    from .service import Controls, default_state_dir, run_stream
+    from .service import persistence, run_stream
     from .sinks import SafeSinks
     from .sinks.stdout import StdoutSink
 
@@ -177,36 +176,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     model = load_model(config.model.path)
     stop = threading.Event()
     _install_signals(stop)
-    a = config.audio
-    # anything with a scheme is a network source (an unknown scheme is refused, exit 78), never a file name
-    url = args.input if args.input and is_url(args.input) else (None if args.input else a.url)
-    if url is not None:
-        from .capture.network import NetworkSource, check_url
-
-        source = NetworkSource(check_url(url), stall_seconds=a.stall_seconds,
-                               watchdog_budget_seconds=a.watchdog_budget_seconds)
-    elif args.input:
-        source = FileSource(args.input, realtime=not args.fast)
-    else:
-        source = MicrophoneSource(device=a.device, sample_rate_hz=a.sample_rate_hz, channels=a.channels,
-                                  block_seconds=a.block_seconds, stall_seconds=a.stall_seconds,
-                                  watchdog_budget_seconds=a.watchdog_budget_seconds)
+    source, live = open_source(config, input=args.input, fast=args.fast)
     sinks = []
     if config.output.stdout.enabled:
         fmt = config.output.stdout.format
         if fmt == "auto":
             fmt = "text" if sys.stdout.isatty() else "json"
         sinks.append(StdoutSink(fmt=fmt, labels=model.labels, stop=stop))
-    # The mute switch is set over MQTT, so it is only kept (and honoured) with MQTT on:
-    # a persisted mute must never silence a daemon that has no way to unmute it.
-    from .sinks import device_id_of
-
-    state_dir = config.state.directory or default_state_dir(device_id_of(config.mqtt))
-    controls = Controls(state_dir=state_dir if config.mqtt.enabled else None)
+    controls, adaptation_dir = persistence(config, model, live=live)
     adapting = adapts(config, model)
-    # a test file must not become the household's statistics: they are kept for live sources only
-    live = not args.input or url is not None
-    adaptation_dir = state_dir if adapting and config.adaptation.persist and live else None
     mqtt = None
     if config.mqtt.enabled:
         from .sinks.mqtt import MqttSink
@@ -345,13 +323,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_reset_adaptation(args: argparse.Namespace) -> int:
-    from .service import ADAPTATION_FILE, default_state_dir
+    from .service import ADAPTATION_FILE, state_dir_of
 
     config = _load(args)
     _setup_logging(config.logging.level)
-    from .sinks import device_id_of
-
-    path = (config.state.directory or default_state_dir(device_id_of(config.mqtt))) / ADAPTATION_FILE
+    path = state_dir_of(config) / ADAPTATION_FILE
     try:
         path.unlink()
     except FileNotFoundError:

@@ -216,6 +216,26 @@ def default_state_dir(room: str) -> Path:
     return Path(base) / "ser-stream" / room
 
 
+def state_dir_of(config: Config) -> Path:
+    """The room's state folder: ``state.directory``, else :func:`default_state_dir` of its device id."""
+    from .sinks import device_id_of
+
+    return config.state.directory or default_state_dir(device_id_of(config.mqtt))
+
+
+def persistence(config: Config, model: Model, *, live: bool) -> tuple[Controls, Path | None]:
+    """What survives a restart, by the daemon's rules: the controls (the mute switch is set over MQTT,
+    so it is kept and honoured with MQTT on only: a persisted mute must never silence a daemon that
+    has no way to unmute it) and the folder of the adaptation statistics (kept for live sources only,
+    with adaptation on and ``adaptation.persist``: a test file must not become the household's)."""
+    from .moodstep import adapts
+
+    state_dir = state_dir_of(config)
+    controls = Controls(state_dir=state_dir if config.mqtt.enabled else None)
+    keep = adapts(config, model) and config.adaptation.persist and live
+    return controls, state_dir if keep else None
+
+
 @dataclass
 class RunStats:
     windows: int = 0
