@@ -30,24 +30,28 @@ from ser_stream.training.protocols import cross_validate  # noqa: E402
 
 def column_groups(fdef) -> dict[str, np.ndarray]:
     """Vector columns of each feature group (mean and std blocks, and their own statistics)."""
-    ns, n_mels, n_mfcc, n_chroma = fdef.n_stat_columns, fdef.mel.shape[0], fdef.dct.shape[0], fdef.chroma.shape[0]
+    ns, n_mfcc, cols = fdef.n_stat_columns, fdef.dct.shape[0], fdef.frame
     position = {int(c): i for i, c in enumerate(fdef.stat_columns)}  # frame column -> place in the mean block
 
     def stat(cols):
         pos = [position[c] for c in cols if c in position]
         return [*pos, *(ns + p for p in pos)]
 
-    c = n_mels + n_mfcc + n_chroma
+    def span(part: slice) -> range:
+        return range(part.start, part.stop)
+
+    shape = [cols.column(name) for name in ("centroid_hz", "rolloff_hz", "flatness", "zcr")]
     groups = {
-        "log-mel statistics": stat(range(0, n_mels)),
-        "MFCC statistics and deltas": stat(range(n_mels, n_mels + n_mfcc)) + list(range(2 * ns, 2 * ns + n_mfcc)),
-        "chroma": stat(range(n_mels + n_mfcc, c)),
-        "spectral centroid/rolloff/flatness/ZCR": stat(range(c, c + 4)),
+        "log-mel statistics": stat(span(cols.logmel)),
+        "MFCC statistics and deltas": stat(span(cols.mfcc)) + list(range(2 * ns, 2 * ns + n_mfcc)),
+        "chroma": stat(span(cols.chroma)),
+        "spectral centroid/rolloff/flatness/ZCR": stat(shape),
     }
     if fdef.spec.get("level_in_vector", True):
-        groups["level (dBFS)"] = stat([c + 4])
+        groups["level (dBFS)"] = stat([cols.column("level_db")])
     if fdef.pitch:
-        groups["pitch and voicing"] = stat([c + 5]) + list(range(2 * ns + n_mfcc, fdef.vector_size - fdef.n_dynamics))
+        groups["pitch and voicing"] = (stat([cols.column("voicing")])
+                                       + list(range(2 * ns + n_mfcc, fdef.vector_size - fdef.n_dynamics)))
     if fdef.dynamics:
         groups["dynamics (frame-to-frame change, trend)"] = list(range(fdef.vector_size - fdef.n_dynamics, fdef.vector_size))
     return {k: np.asarray(v) for k, v in groups.items()}

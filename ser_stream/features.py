@@ -63,6 +63,38 @@ LEVEL_FLOOR_DB = -100.0
 
 
 @dataclass(frozen=True)
+class FrameLayout:
+    """The columns of the per-frame feature matrix (:func:`frame_features`) by name: one place that
+    knows the order log-mel | MFCC | chroma | SCALAR_COLUMNS [| PITCH_COLUMNS]."""
+
+    logmel: slice
+    mfcc: slice
+    chroma: slice
+    scalars: slice  # SCALAR_COLUMNS, in their order
+    pitch: slice | None  # PITCH_COLUMNS, when the spec has pitch
+    width: int
+
+    @classmethod
+    def of(cls, *, n_mels: int, n_mfcc: int, n_chroma: int, pitch: bool) -> "FrameLayout":
+        edges = np.cumsum([0, n_mels, n_mfcc, n_chroma, len(SCALAR_COLUMNS), len(PITCH_COLUMNS) if pitch else 0])
+        logmel, mfcc, chroma, scalars, pitch_cols = (slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]))
+        return cls(logmel, mfcc, chroma, scalars, pitch_cols if pitch else None, int(edges[-1]))
+
+    def column(self, name: str) -> int:
+        """The index of a named scalar or pitch column (SCALAR_COLUMNS, PITCH_COLUMNS)."""
+        if name in SCALAR_COLUMNS:
+            return self.scalars.start + SCALAR_COLUMNS.index(name)
+        if name in PITCH_COLUMNS and self.pitch is not None:
+            return self.pitch.start + PITCH_COLUMNS.index(name)
+        raise KeyError(f"no frame column {name!r} in this layout")
+
+    @staticmethod
+    def within(part: slice, block: slice) -> slice:
+        """``part``'s columns counted from the start of ``block`` (a matrix of block's columns only)."""
+        return slice(part.start - block.start, part.stop - block.start)
+
+
+@dataclass(frozen=True)
 class FeatureDefinition:
     """Everything the numpy extractor needs: the spec and its matrices.
 
@@ -97,9 +129,14 @@ class FeatureDefinition:
         return int(self.spec["hop_samples"])
 
     @cached_property
+    def frame(self) -> FrameLayout:
+        """The per-frame columns by name."""
+        return FrameLayout.of(n_mels=self.mel.shape[0], n_mfcc=self.dct.shape[0], n_chroma=self.chroma.shape[0],
+                              pitch=self.pitch)
+
+    @cached_property
     def n_frame_columns(self) -> int:
-        pitch = len(PITCH_COLUMNS) if self.pitch else 0
-        return self.mel.shape[0] + self.dct.shape[0] + self.chroma.shape[0] + len(SCALAR_COLUMNS) + pitch
+        return self.frame.width
 
     @cached_property
     def stat_columns(self) -> np.ndarray:
@@ -107,9 +144,9 @@ class FeatureDefinition:
         statistics) and, unless ``level_in_vector``, the level."""
         drop = set()
         if self.pitch:
-            drop.add(self.n_frame_columns - 1)
+            drop.add(self.frame.column("log2_f0"))
         if not self.spec.get("level_in_vector", True):
-            drop.add(level_column(fdef=self))
+            drop.add(self.frame.column("level_db"))
         return np.array([c for c in range(self.n_frame_columns) if c not in drop])
 
     @cached_property
@@ -160,9 +197,7 @@ class FeatureDefinition:
     def slope_columns(self) -> np.ndarray:
         """Frame columns whose trend across the window is in the vector (with dynamics): MFCC,
         centroid, rolloff, flatness, zero-crossing rate and level (a trend in dB is gain-free)."""
-        n_mels, n_mfcc, n_chroma = self.mel.shape[0], self.dct.shape[0], self.chroma.shape[0]
-        c = n_mels + n_mfcc + n_chroma
-        return np.r_[n_mels : n_mels + n_mfcc, c : c + len(SCALAR_COLUMNS)]
+        return np.r_[self.frame.mfcc, self.frame.scalars]
 
     @cached_property
     def n_dynamics(self) -> int:
@@ -276,38 +311,39 @@ def frame_features(frames: np.ndarray, *, fdef: FeatureDefinition) -> np.ndarray
 def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> None:
     amin = float(fdef.spec["amin"])
     tiny = np.finfo(np.float32).tiny
-    n_mels, n_mfcc, n_chroma = fdef.mel.shape[0], fdef.dct.shape[0], fdef.chroma.shape[0]
+    cols = fdef.frame
     xw = x * fdef.window
     mag = np.abs(fft.rfft(xw, axis=1))  # (T, F) float32
     power = mag * mag
 
-    logmel = out[:, :n_mels]
+    logmel = out[:, cols.logmel]
     for bands, bins, weights in fdef.mel_blocks:
         np.matmul(power[:, bins], weights, out=logmel[:, bands])
     # 10 log10 as a natural log times a constant: numpy's float32 log is vectorised, its log10 is not
     np.log(np.maximum(logmel, amin), out=logmel)
     logmel *= DB_PER_NEPER
-    out[:, n_mels : n_mels + n_mfcc] = logmel @ fdef.dct.T
+    out[:, cols.mfcc] = logmel @ fdef.dct.T
 
     chroma = power @ fdef.chroma.T
     cmax = chroma.max(axis=1, keepdims=True)
-    out[:, n_mels + n_mfcc : n_mels + n_mfcc + n_chroma] = chroma / np.where(cmax > tiny, cmax, 1.0)
+    out[:, cols.chroma] = chroma / np.where(cmax > tiny, cmax, 1.0)
 
-    c = n_mels + n_mfcc + n_chroma
     bin_ones, pair_ones = fdef.ones
     n_bins = bin_ones.shape[0]
     mag_sum = mag @ bin_ones
-    out[:, c] = (mag @ fdef.freqs_hz) / np.where(mag_sum > tiny, mag_sum, 1.0)
-    out[:, c + 1] = fdef.freqs_hz[_rolloff_bins(mag, float(fdef.spec["rolloff_percent"]), fdef.rolloff_blocks)]
+    out[:, cols.column("centroid_hz")] = (mag @ fdef.freqs_hz) / np.where(mag_sum > tiny, mag_sum, 1.0)
+    out[:, cols.column("rolloff_hz")] = fdef.freqs_hz[
+        _rolloff_bins(mag, float(fdef.spec["rolloff_percent"]), fdef.rolloff_blocks)]
     pclip = np.maximum(power, amin)
-    out[:, c + 2] = np.exp((np.log(pclip) @ bin_ones) / n_bins) / ((pclip @ bin_ones) / n_bins)
+    out[:, cols.column("flatness")] = np.exp((np.log(pclip) @ bin_ones) / n_bins) / ((pclip @ bin_ones) / n_bins)
     # librosa counts |x| <= 1e-10 as zero, and zero as positive
     negative = x < -1e-10
-    out[:, c + 3] = ((negative[:, 1:] != negative[:, :-1]).astype(np.float32) @ pair_ones) / x.shape[1]
+    out[:, cols.column("zcr")] = ((negative[:, 1:] != negative[:, :-1]).astype(np.float32) @ pair_ones) / x.shape[1]
     rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])
-    out[:, c + 4] = 20.0 * np.log10(np.maximum(rms, 10.0 ** (LEVEL_FLOOR_DB / 20.0)))
+    level = cols.column("level_db")
+    out[:, level] = 20.0 * np.log10(np.maximum(rms, 10.0 ** (LEVEL_FLOOR_DB / 20.0)))
     if fdef.pitch:
-        _pitch_columns(power, out[:, c + 4], fdef, out[:, c + 5], out[:, c + 6])
+        _pitch_columns(power, out[:, level], fdef, out[:, cols.column("voicing")], out[:, cols.column("log2_f0")])
 
 
 ROLLOFF_BLOCK = 16
@@ -385,7 +421,7 @@ def _pitch(power: np.ndarray, fdef: FeatureDefinition) -> tuple[np.ndarray, np.n
 
 def level_column(*, fdef: FeatureDefinition) -> int:
     """Index of the level (dBFS) column in :func:`frame_features`' output."""
-    return fdef.mel.shape[0] + fdef.dct.shape[0] + fdef.chroma.shape[0] + len(SCALAR_COLUMNS) - 1
+    return fdef.frame.column("level_db")
 
 
 def window_level_dbfs(feats: np.ndarray, *, fdef: FeatureDefinition) -> float:
@@ -414,21 +450,20 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     use = active if int(np.count_nonzero(active)) >= int(fdef.spec["min_active_frames"]) else np.ones_like(active)
     mean, std = _weighted_mean_std(f, use)
     mean, std = mean[fdef.stat_columns], std[fdef.stat_columns]
-    n_mels, n_mfcc = fdef.mel.shape[0], fdef.dct.shape[0]
-    n_chroma = fdef.chroma.shape[0]
+    cols = fdef.frame
     # log-mel | MFCC | chroma: the frame-to-frame difference of all three (only MFCC's without dynamics)
-    lo = 0 if fdef.dynamics else n_mels
-    hi = n_mels + n_mfcc + (n_chroma if fdef.dynamics else 0)
-    d1 = np.diff(f[:, lo:hi], axis=0)
+    block = slice(cols.logmel.start, cols.chroma.stop) if fdef.dynamics else cols.mfcc
+    d1 = np.diff(f[:, block], axis=0)
     dstd = _difference_std(d1, use, order=1)
-    parts = [mean, std, dstd[n_mels - lo : n_mels - lo + n_mfcc]]
+    mfcc = FrameLayout.within(cols.mfcc, block)
+    parts = [mean, std, dstd[mfcc]]
     if fdef.pitch:
         parts.append(_pitch_stats(f, use, fdef))
     if fdef.dynamics:
         # the MFCC second difference is the difference of their first difference, already taken
-        d2 = np.diff(d1[:, n_mels : n_mels + n_mfcc], axis=0)
-        parts += [dstd[:n_mels], dstd[n_mels + n_mfcc :], _difference_std(d2, use, order=2),
-                  _trend(f, use)[fdef.slope_columns]]
+        d2 = np.diff(d1[:, mfcc], axis=0)
+        parts += [dstd[FrameLayout.within(cols.logmel, block)], dstd[FrameLayout.within(cols.chroma, block)],
+                  _difference_std(d2, use, order=2), _trend(f, use)[fdef.slope_columns]]
     return np.concatenate(parts)
 
 
@@ -457,8 +492,8 @@ def _trend(f: np.ndarray, use: np.ndarray) -> np.ndarray:
 
 def _pitch_stats(f: np.ndarray, use: np.ndarray, fdef: FeatureDefinition) -> np.ndarray:
     """log2 f0 mean, std, 10th and 90th percentile over voiced selected frames, and the voiced fraction."""
-    c = fdef.n_frame_columns - 1  # log2 f0; voicing is the column before it
-    voiced = use & (f[:, c - 1] >= float(fdef.spec["voicing_threshold"]))
+    c = fdef.frame.column("log2_f0")
+    voiced = use & (f[:, fdef.frame.column("voicing")] >= float(fdef.spec["voicing_threshold"]))
     n_voiced = int(np.count_nonzero(voiced))
     fraction = n_voiced / max(int(np.count_nonzero(use)), 1)
     if n_voiced < 5:
