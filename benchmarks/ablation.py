@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def column_groups(fdef) -> dict[str, np.ndarray]:
         "chroma": stat(span(cols.chroma)),
         "spectral centroid/rolloff/flatness/ZCR": stat(shape),
     }
-    if fdef.spec.get("level_in_vector", True):
+    if fdef.spec.level_in_vector:
         groups["level (dBFS)"] = stat([cols.column("level_db")])
     if fdef.pitch:
         groups["pitch and voicing"] = (stat([cols.column("voicing")])
@@ -90,8 +91,8 @@ def main() -> None:
     rows.append(("without augmentation", run(["clean"], None, all_tests)))
     for name, cols in groups.items():
         rows.append((f"without {name}", run(full_views, cols, ("test", "noise10") if name.startswith("dynamics") else ("test",))))
-    if not fdef.spec.get("level_in_vector", True):
-        with_level = build_feature_matrices({**fdef.spec, "level_in_vector": True})
+    if not fdef.spec.level_in_vector:
+        with_level = build_feature_matrices(replace(fdef.spec, level_in_vector=True))
         _, lv = extract_dataset(clips, fdef=with_level, jobs=args.jobs,
                                 views={k: views[k] for k in (*full_views, "test")}, seed=args.seed)
         train = [np.concatenate([lv[v][i] for v in full_views]) for i in range(len(clips))]

@@ -17,9 +17,9 @@ Every function here is pure: no I/O, no state, keyword-only parameters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,32 +28,71 @@ from .vad import percentiles
 
 FEATURE_NAME = "ser-stats-v2"
 
-DEFAULT_SPEC: dict[str, Any] = {
-    "name": FEATURE_NAME,
-    "sample_rate_hz": 16000,
-    "n_fft": 512,  # 32 ms
-    "hop_samples": 160,  # 10 ms
-    "n_mels": 64,
-    "fmin_hz": 0.0,
-    "fmax_hz": 8000.0,
-    "n_mfcc": 20,
-    "n_chroma": 12,
-    "rolloff_percent": 0.85,
-    "amin": 1e-10,
-    "min_active_frames": 20,
-    "pitch": True,  # autocorrelation pitch and voicing (Boersma 1993) from the same frames
-    "level_in_vector": False,  # the absolute level depends on the microphone's gain: used by the gate only
-    "f0_min_hz": 70.0,
-    "f0_max_hz": 500.0,
-    "voicing_threshold": 0.5,
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the features are, as stored in a model bundle. The defaults are the shipped features."""
+
+    name: str = FEATURE_NAME
+    sample_rate_hz: int = 16000
+    n_fft: int = 512  # 32 ms
+    hop_samples: int = 160  # 10 ms
+    n_mels: int = 64
+    fmin_hz: float = 0.0
+    fmax_hz: float = 8000.0
+    n_mfcc: int = 20
+    n_chroma: int = 12
+    rolloff_percent: float = 0.85
+    amin: float = 1e-10
+    min_active_frames: int = 20
+    pitch: bool = True  # autocorrelation pitch and voicing (Boersma 1993) from the same frames
+    level_in_vector: bool = False  # the absolute level depends on the microphone's gain: used by the gate only
+    f0_min_hz: float = 70.0
+    f0_max_hz: float = 500.0
+    voicing_threshold: float = 0.5
     # Frames quieter than this are unvoiced without a pitch search: the speech gate's default
     # threshold (config.VAD_THRESHOLD_DBFS), so every frame the gate can count as speech has its pitch.
-    "pitch_min_level_dbfs": -60.0,
+    pitch_min_level_dbfs: float | None = -60.0
     # How the window's frames move: frame-to-frame change of log-mel and chroma, the MFCC's second
-    # difference, and the linear trend of MFCC, spectral shape and level across the window
-    # (absent in older bundles: their vectors end after the pitch statistics).
-    "dynamics": True,
-}
+    # difference, and the linear trend of MFCC, spectral shape and level across the window.
+    dynamics: bool = True
+
+    # Keys an older bundle may lack, and what their absence meant when it was written (v1 features:
+    # no pitch, the level in the vector, no dynamics, a pitch search in every frame).
+    LEGACY: ClassVar[dict[str, Any]] = {"pitch": False, "level_in_vector": True, "dynamics": False,
+                                        "pitch_min_level_dbfs": None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureSpec":
+        """A stored spec; raises ValueError naming an unknown, missing or mistyped key."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"feature spec has unknown key(s) {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name, f in known.items():
+            if name not in data:
+                if name not in cls.LEGACY:
+                    raise ValueError(f"feature spec lacks {name!r}")
+                values[name] = cls.LEGACY[name]
+                continue
+            v = data[name]
+            default = f.default
+            if isinstance(default, bool):
+                if not isinstance(v, bool):
+                    raise ValueError(f"feature spec {name!r} is {v!r}, expected true or false")
+            elif v is None and name in cls.LEGACY:
+                pass
+            elif isinstance(default, (int, float)) and not isinstance(default, bool):
+                v = type(default)(v)
+            else:
+                v = str(v)
+            values[name] = v
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 
 # Column layout of the per-frame feature matrix (after the variable-size blocks).
 SCALAR_COLUMNS = ("centroid_hz", "rolloff_hz", "flatness", "zcr", "level_db")
@@ -103,30 +142,30 @@ class FeatureDefinition:
     ``freqs_hz`` (n_fft//2+1,). All float32.
     """
 
-    spec: dict[str, Any]
+    spec: FeatureSpec
     window: np.ndarray
     mel: np.ndarray
     dct: np.ndarray
     chroma: np.ndarray
     freqs_hz: np.ndarray
-    window_acf: np.ndarray | None = None  # (n_fft,) autocorrelation of the window, when spec["pitch"]
+    window_acf: np.ndarray | None = None  # (n_fft,) autocorrelation of the window, when spec.pitch
 
     # Derived sizes are cached: they sit on the per-hop path (a frozen dataclass still has a __dict__).
     @cached_property
     def pitch(self) -> bool:
-        return bool(self.spec.get("pitch", False))
+        return self.spec.pitch
 
     @cached_property
     def sample_rate_hz(self) -> int:
-        return int(self.spec["sample_rate_hz"])
+        return self.spec.sample_rate_hz
 
     @cached_property
     def n_fft(self) -> int:
-        return int(self.spec["n_fft"])
+        return self.spec.n_fft
 
     @cached_property
     def hop_samples(self) -> int:
-        return int(self.spec["hop_samples"])
+        return self.spec.hop_samples
 
     @cached_property
     def frame(self) -> FrameLayout:
@@ -145,7 +184,7 @@ class FeatureDefinition:
         drop = set()
         if self.pitch:
             drop.add(self.frame.column("log2_f0"))
-        if not self.spec.get("level_in_vector", True):
+        if not self.spec.level_in_vector:
             drop.add(self.frame.column("level_db"))
         return np.array([c for c in range(self.n_frame_columns) if c not in drop])
 
@@ -153,8 +192,8 @@ class FeatureDefinition:
     def pitch_lags(self) -> tuple[int, int, np.ndarray]:
         """(lowest lag, highest lag, float32 window-autocorrelation correction over lags lo-1 .. hi+1)."""
         sr, n = self.sample_rate_hz, self.n_fft
-        lo = int(sr / float(self.spec["f0_max_hz"]))
-        hi = min(int(sr / float(self.spec["f0_min_hz"])) + 1, n // 2 - 1)
+        lo = int(sr / self.spec.f0_max_hz)
+        hi = min(int(sr / self.spec.f0_min_hz) + 1, n // 2 - 1)
         return lo, hi, (self.window_acf[0] / self.window_acf[lo - 1 : hi + 2]).astype(np.float32)
 
     @cached_property
@@ -191,7 +230,7 @@ class FeatureDefinition:
 
     @cached_property
     def dynamics(self) -> bool:
-        return bool(self.spec.get("dynamics", False))
+        return self.spec.dynamics
 
     @cached_property
     def slope_columns(self) -> np.ndarray:
@@ -212,7 +251,7 @@ class FeatureDefinition:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "spec": dict(self.spec),
+            "spec": self.spec.to_dict(),
             "matrices": {
                 "window": self.window,
                 "mel": self.mel,
@@ -225,9 +264,9 @@ class FeatureDefinition:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FeatureDefinition":
-        spec = dict(data["spec"])
+        spec = data["spec"] if isinstance(data["spec"], FeatureSpec) else FeatureSpec.from_dict(dict(data["spec"]))
         m = data["matrices"]
-        n_bins = int(spec["n_fft"]) // 2 + 1
+        n_bins = spec.n_fft // 2 + 1
         fdef = cls(
             spec=spec,
             window=np.asarray(m["window"], dtype=np.float32),
@@ -237,13 +276,13 @@ class FeatureDefinition:
             freqs_hz=np.asarray(m["freqs_hz"], dtype=np.float32),
             window_acf=np.asarray(m["window_acf"], dtype=np.float64) if "window_acf" in m else None,
         )
-        if fdef.pitch and (fdef.window_acf is None or fdef.window_acf.shape != (int(spec["n_fft"]),)):
+        if fdef.pitch and (fdef.window_acf is None or fdef.window_acf.shape != (spec.n_fft,)):
             raise ValueError("the feature spec asks for pitch but the bundle has no valid 'window_acf'")
         expected = {
-            "window": (int(spec["n_fft"]),),
-            "mel": (int(spec["n_mels"]), n_bins),
-            "dct": (int(spec["n_mfcc"]), int(spec["n_mels"])),
-            "chroma": (int(spec["n_chroma"]), n_bins),
+            "window": (spec.n_fft,),
+            "mel": (spec.n_mels, n_bins),
+            "dct": (spec.n_mfcc, spec.n_mels),
+            "chroma": (spec.n_chroma, n_bins),
             "freqs_hz": (n_bins,),
         }
         for name, shape in expected.items():
@@ -253,23 +292,22 @@ class FeatureDefinition:
         return fdef
 
 
-def build_feature_matrices(spec: dict[str, Any] | None = None) -> FeatureDefinition:
-    """Ask librosa for the matrices that define the features (training time only)."""
+def build_feature_matrices(spec: FeatureSpec | None = None) -> FeatureDefinition:
+    """Ask librosa for the matrices that define the features (training time only); ``spec`` None:
+    the shipped features (:class:`FeatureSpec`'s defaults)."""
     import librosa  # heavy: never imported on the run path
     import scipy.fft
 
-    spec = dict(DEFAULT_SPEC if spec is None else spec)
-    sr, n_fft = int(spec["sample_rate_hz"]), int(spec["n_fft"])
+    spec = FeatureSpec() if spec is None else spec
+    sr, n_fft = spec.sample_rate_hz, spec.n_fft
     window = librosa.filters.get_window("hann", n_fft, fftbins=True)
-    mel = librosa.filters.mel(
-        sr=sr, n_fft=n_fft, n_mels=int(spec["n_mels"]), fmin=float(spec["fmin_hz"]), fmax=float(spec["fmax_hz"])
-    )
+    mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=spec.n_mels, fmin=spec.fmin_hz, fmax=spec.fmax_hz)
     # librosa.feature.mfcc applies an orthonormal type-II DCT along the mel axis.
-    dct = scipy.fft.dct(np.eye(int(spec["n_mels"])), type=2, norm="ortho", axis=0)[: int(spec["n_mfcc"])]
-    chroma = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0, n_chroma=int(spec["n_chroma"]))
+    dct = scipy.fft.dct(np.eye(spec.n_mels), type=2, norm="ortho", axis=0)[: spec.n_mfcc]
+    chroma = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0, n_chroma=spec.n_chroma)
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
     matrices = {"window": window, "mel": mel, "dct": dct, "chroma": chroma, "freqs_hz": freqs}
-    if spec.get("pitch"):
+    if spec.pitch:
         # circular autocorrelation of the analysis window, for Boersma's correction
         matrices["window_acf"] = np.fft.irfft(np.abs(np.fft.rfft(window)) ** 2, n_fft)
     return FeatureDefinition.from_dict({"spec": spec, "matrices": matrices})
@@ -309,7 +347,7 @@ def frame_features(frames: np.ndarray, *, fdef: FeatureDefinition) -> np.ndarray
 
 
 def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> None:
-    amin = float(fdef.spec["amin"])
+    amin = fdef.spec.amin
     tiny = np.finfo(np.float32).tiny
     cols = fdef.frame
     xw = x * fdef.window
@@ -333,7 +371,7 @@ def _frame_slice(x: np.ndarray, fdef: FeatureDefinition, out: np.ndarray) -> Non
     mag_sum = mag @ bin_ones
     out[:, cols.column("centroid_hz")] = (mag @ fdef.freqs_hz) / np.where(mag_sum > tiny, mag_sum, 1.0)
     out[:, cols.column("rolloff_hz")] = fdef.freqs_hz[
-        _rolloff_bins(mag, float(fdef.spec["rolloff_percent"]), fdef.rolloff_blocks)]
+        _rolloff_bins(mag, fdef.spec.rolloff_percent, fdef.rolloff_blocks)]
     pclip = np.maximum(power, amin)
     out[:, cols.column("flatness")] = np.exp((np.log(pclip) @ bin_ones) / n_bins) / ((pclip @ bin_ones) / n_bins)
     # librosa counts |x| <= 1e-10 as zero, and zero as positive
@@ -376,7 +414,7 @@ def _pitch_columns(power: np.ndarray, level_db: np.ndarray, fdef: FeatureDefinit
                    voicing: np.ndarray, log2_f0: np.ndarray) -> None:
     """Fill the voicing and log2 f0 columns; frames below ``pitch_min_level_dbfs`` get 0 and 0
     (a bundle without that key searches every frame)."""
-    floor = fdef.spec.get("pitch_min_level_dbfs")
+    floor = fdef.spec.pitch_min_level_dbfs
     loud = np.ones(level_db.shape[0], dtype=bool) if floor is None else level_db > float(floor)
     if loud.all():
         voicing[:], log2_f0[:] = _pitch(power, fdef)
@@ -447,7 +485,7 @@ def window_vector(feats: np.ndarray, *, active: np.ndarray, fdef: FeatureDefinit
     over the selected frames, in the columns' units).
     """
     f = np.asarray(feats, dtype=np.float64)
-    use = active if int(np.count_nonzero(active)) >= int(fdef.spec["min_active_frames"]) else np.ones_like(active)
+    use = active if int(np.count_nonzero(active)) >= fdef.spec.min_active_frames else np.ones_like(active)
     mean, std = _weighted_mean_std(f, use)
     mean, std = mean[fdef.stat_columns], std[fdef.stat_columns]
     cols = fdef.frame
@@ -493,7 +531,7 @@ def _trend(f: np.ndarray, use: np.ndarray) -> np.ndarray:
 def _pitch_stats(f: np.ndarray, use: np.ndarray, fdef: FeatureDefinition) -> np.ndarray:
     """log2 f0 mean, std, 10th and 90th percentile over voiced selected frames, and the voiced fraction."""
     c = fdef.frame.column("log2_f0")
-    voiced = use & (f[:, fdef.frame.column("voicing")] >= float(fdef.spec["voicing_threshold"]))
+    voiced = use & (f[:, fdef.frame.column("voicing")] >= fdef.spec.voicing_threshold)
     n_voiced = int(np.count_nonzero(voiced))
     fraction = n_voiced / max(int(np.count_nonzero(use)), 1)
     if n_voiced < 5:

@@ -1,5 +1,6 @@
 """The numpy run path equals its definitions: librosa's features and scikit-learn's MLP."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,7 @@ def test_pitch_of_harmonic_tones(fdef, f0: float):
 def test_noise_is_unvoiced(fdef):
     y = np.random.default_rng(3).normal(scale=0.1, size=48000).astype(np.float32)
     feats = F.frame_features(F.frame_signal(y, n_fft=512, hop=160), fdef=fdef)
-    assert np.median(feats[:, -2]) < fdef.spec["voicing_threshold"]
+    assert np.median(feats[:, -2]) < fdef.spec.voicing_threshold
 
 
 def test_pitch_agrees_with_librosa_yin_on_speech(fdef, clip: Path):
@@ -206,7 +207,7 @@ def test_dynamics_measure_change_and_trend(fdef):
     assert rise["level_db"] > 5.0 and rise["centroid_hz"] > 100.0  # dB and Hz per standard deviation of time
     assert np.all(np.abs(s[trend][-1:]) < 0.01)  # a steady tone's level does not move
     assert w[start : start + n_mels].mean() > 10 * s[start : start + n_mels].mean()  # log-mel changes frame to frame
-    older = F.build_feature_matrices({**F.DEFAULT_SPEC, "dynamics": False})
+    older = F.build_feature_matrices(dataclasses.replace(F.FeatureSpec(), dynamics=False))
     assert older.n_dynamics == 0 and older.vector_size == start
     np.testing.assert_allclose(dyn(sweep, older), w[:start], rtol=1e-6)
 
@@ -231,3 +232,19 @@ def test_fft_is_scipys_pocketfft_without_scipy_fft(monkeypatch):
         fft.irfft(power[:, :200], n=512, axis=1)
     monkeypatch.setattr(fft, "_POCKETFFT", None)
     assert np.array_equal(fft.rfft(x, axis=1), spectrum) and np.array_equal(fft.irfft(power, n=512, axis=1), acf)
+
+
+def test_the_feature_spec_is_typed_and_its_defaults_are_the_shipped_features():
+    spec = F.FeatureSpec()
+    assert load_model(None).features.spec == spec  # the shipped model uses the defaults
+    stored = spec.to_dict()
+    assert F.FeatureSpec.from_dict(stored) == spec
+    older = {k: v for k, v in stored.items() if k not in ("dynamics", "pitch_min_level_dbfs")}
+    legacy = F.FeatureSpec.from_dict(older)  # an older bundle: what the absent keys meant then
+    assert legacy.dynamics is False and legacy.pitch_min_level_dbfs is None and legacy.pitch is True
+    with pytest.raises(ValueError, match="unknown key"):
+        F.FeatureSpec.from_dict({**stored, "n_bark": 24})
+    with pytest.raises(ValueError, match="lacks 'n_fft'"):
+        F.FeatureSpec.from_dict({k: v for k, v in stored.items() if k != "n_fft"})
+    with pytest.raises(ValueError, match="'pitch' is 'yes', expected true or false"):
+        F.FeatureSpec.from_dict({**stored, "pitch": "yes"})
