@@ -258,6 +258,74 @@ def state_message(tracker: MoodTracker, *, speech: bool, muted: bool, since: str
     )
 
 
+class Publisher:
+    """What the run tells the sinks: each window, each mood change as an event, and the retained state
+    whenever one of its values changes. Owned by the pipeline thread."""
+
+    def __init__(self, sinks: SafeSinks, *, tracker: MoodTracker, labels: tuple[str, ...], source_name: str) -> None:
+        self.sinks = sinks
+        self.tracker = tracker
+        self.labels = labels
+        self.source_name = source_name
+        self.since = iso_utc(datetime.now(timezone.utc))  # when the mood began
+        self.speech = False
+        self.muted = False
+        self._last_state: dict | None = None
+
+    def state(self) -> None:
+        """Send the state if any value but ``since`` changed since the last one sent."""
+        state = state_message(self.tracker, speech=self.speech, muted=self.muted, since=self.since)
+        key = {k: v for k, v in state.to_dict().items() if k != "since"}
+        if key != self._last_state:
+            self._last_state = key
+            self.sinks.state(state)
+
+    def window(self, res: WindowResult, mood: MoodState, previous: str, *, window_seconds: float) -> None:
+        """One scored window, the mood after it and the mood before it."""
+        now = datetime.now(timezone.utc)
+        self.speech = res.speech
+        if res.padded:
+            log.warning("%s is shorter than one window (%.2f s < %.2f s): classified once, zero-padded",
+                        self.source_name, res.t, window_seconds)
+        self.sinks.window(window_message(res, mood=mood, labels=self.labels, ts=now))
+        if mood.changed:
+            self.since = iso_utc(now)
+            log.info("mood: %s (confidence %.2f) at t=%.1f s", mood.mood, mood.confidence or 0.0, res.t)
+            self.sinks.event({"ts": self.since, "t": round(res.t, 3), "mood": mood.mood, "previous": previous,
+                              "confidence": None if mood.confidence is None else round(mood.confidence, 3)})
+        self.state()
+
+    def mood_reset(self) -> None:
+        """The mood was forgotten (mute): it began now."""
+        self.since = iso_utc(datetime.now(timezone.utc))
+
+
+class KeptAdaptation:
+    """The stream's adaptation statistics and their file: restored at start, saved every
+    SAVE_EVERY_WINDOWS speech windows and at the end, reset on request. A no-op without adaptation.
+    Owned by the pipeline thread."""
+
+    def __init__(self, adapter: RunningStats | None, directory: Path | None, *, source: str) -> None:
+        self.adapter = adapter
+        self.store = None if adapter is None else AdaptationStore(directory, key=prior_key(adapter.prior), source=source)
+        if self.store is not None:
+            self.store.load(adapter)
+
+    def heard(self, res: WindowResult) -> None:
+        if self.store is not None and res.probs is not None:
+            self.store.note_update(self.adapter)
+
+    def reset(self) -> None:
+        if self.store is not None:
+            self.adapter.reset()
+            self.store.save(self.adapter)
+            log.info("adaptation statistics reset to the population's")
+
+    def save(self) -> None:
+        if self.store is not None:
+            self.store.save(self.adapter)
+
+
 def run_stream(
     *,
     config: Config,
@@ -282,57 +350,33 @@ def run_stream(
     ring = RingBuffer(int(source.sample_rate_hz * config.audio.buffer_seconds))
     resampler = Resampler(source.sample_rate_hz, model.sample_rate_hz)
     mood_step = MoodStep(model, config)
-    adapter, tracker, store = mood_step.adapter, mood_step.tracker, None
-    if adapter is not None:
-        store = AdaptationStore(adaptation_dir, key=prior_key(adapter.prior), source=source.name)
-        store.load(adapter)
-    elif config.adaptation.enabled:
+    kept = KeptAdaptation(mood_step.adapter, adaptation_dir, source=source.name)
+    if mood_step.adapter is None and config.adaptation.enabled:
         log.info("the model has no adaptive head: adaptation is off")
     analyzer = make_analyzer(config, None, fdef=model.features)
+    window_seconds = analyzer.window_samples / analyzer.sample_rate_hz
     if metrics is not None:  # a MetricsSink (already among the sinks): live values and per-hop times
         metrics.bind(ring=ring, source=source)
     stats = RunStats()
-    since = iso_utc(datetime.now(timezone.utc))
-    muted = controls.muted
-    speech = False
-    last_state: dict | None = None
-
-    def publish_state() -> None:
-        nonlocal last_state
-        state = state_message(tracker, speech=speech, muted=muted, since=since)
-        key = {k: v for k, v in state.to_dict().items() if k != "since"}
-        if key != last_state:
-            last_state = key
-            sinks.state(state)
+    out = Publisher(sinks, tracker=mood_step.tracker, labels=model.labels, source_name=source.name)
+    out.muted = muted = controls.muted
 
     def judge(results: list[WindowResult]) -> list[tuple[WindowResult, MoodState, str]]:
         """Each window scored, with the mood after it and the mood before it."""
-        out = []
+        judged = []
         for res in results:
-            previous = tracker.mood
-            out.append((*mood_step.step(res, hop_seconds=analyzer.hop_seconds), previous))
-        return out
+            previous = mood_step.tracker.mood
+            judged.append((*mood_step.step(res, hop_seconds=analyzer.hop_seconds), previous))
+        return judged
 
-    def emit(res: WindowResult, state: MoodState, previous: str) -> None:
-        nonlocal since, speech
-        now = datetime.now(timezone.utc)
-        speech = res.speech
-        stats.windows += 1
-        stats.speech_windows += int(res.speech)
-        if res.padded:
-            log.warning("%s is shorter than one window (%.2f s < %.2f s): classified once, zero-padded",
-                        source.name, res.t, analyzer.window_samples / analyzer.sample_rate_hz)
-        sinks.window(window_message(res, mood=state, labels=model.labels, ts=now))
-        if store is not None and res.probs is not None:
-            store.note_update(adapter)
-        if state.changed:
-            since = iso_utc(now)
-            log.info("mood: %s (confidence %.2f) at t=%.1f s", state.mood, state.confidence or 0.0, res.t)
-            sinks.event({"ts": since, "t": round(res.t, 3), "mood": state.mood, "previous": previous,
-                         "confidence": None if state.confidence is None else round(state.confidence, 3)})
-        publish_state()
+    def emit(judged: list[tuple[WindowResult, MoodState, str]]) -> None:
+        for res, mood, previous in judged:
+            stats.windows += 1
+            stats.speech_windows += int(res.speech)
+            out.window(res, mood, previous, window_seconds=window_seconds)
+            kept.heard(res)
 
-    publish_state()
+    out.state()
     # read at least 0.1 s at a time, and whole source blocks (0.5 s with --fast)
     block = np.empty(max(source.sample_rate_hz // 10, source.block_frames), dtype=np.float32)
     limit = None if max_seconds is None else int(round(max_seconds * source.sample_rate_hz))
@@ -346,21 +390,19 @@ def run_stream(
             if source.healthy:
                 notifier.watchdog()
             notifier.status(source.state if not muted else "muted")
-            if controls.take_adaptation_reset() and adapter is not None:
-                adapter.reset()
-                store.save(adapter)
-                log.info("adaptation statistics reset to the population's")
+            if controls.take_adaptation_reset():
+                kept.reset()
             if controls.muted != muted:
-                muted = controls.muted
+                out.muted = muted = controls.muted
                 t_now = consumed / source.sample_rate_hz
                 if muted:
                     if mood_step.reset_mood(t=t_now):
-                        since = iso_utc(datetime.now(timezone.utc))
-                    speech = False
+                        out.mood_reset()
+                    out.speech = False
                 else:
                     analyzer.reset(t0=t_now)
                     resampler = Resampler(source.sample_rate_hz, model.sample_rate_hz)
-                publish_state()
+                out.state()
             if n == 0:
                 if ring.finished:
                     break
@@ -375,16 +417,14 @@ def run_stream(
                     per_hop = (time.perf_counter() - t0) / len(results)
                     for _ in results:
                         metrics.observe_hop(per_hop)
-                for judged in results:
-                    emit(*judged)
+                emit(results)
             if limit is not None and consumed >= limit:
                 break
         if not stop.is_set() and not muted:  # end of input or --max-seconds: drain the resampler
-            for judged in judge(analyzer.push(resampler.flush())):
-                emit(*judged)
+            emit(judge(analyzer.push(resampler.flush())))
             short = analyzer.flush_short()
             if short is not None:
-                emit(*judge([short])[0])
+                emit(judge([short]))
     finally:
         notifier.send("STOPPING=1")
         source.stop()  # capture first ...
@@ -395,8 +435,7 @@ def run_stream(
                         source.name, analyzer.damaged_samples)
         if ring.overflow_samples:
             log.warning("ring buffer overflow: %d samples lost in %d events", ring.overflow_samples, ring.overflow_events)
-        if store is not None:
-            store.save(adapter)
+        kept.save()
         sinks.close()  # ... sinks last
     if source.error is not None:
         raise source.error
