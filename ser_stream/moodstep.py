@@ -16,10 +16,6 @@ code needs nothing from the daemon module.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import numpy as np
-
 from .adaptation import RunningStats
 from .config import Config
 from .model import Model
@@ -71,10 +67,7 @@ class MoodStep:
         if window.speech:
             if window.vector is None:
                 raise ValueError("a speech window needs its vector to be scored")
-            probs, arousal, valence = self.scorer.score(window.vector)
-            best = int(np.argmax(probs))
-            window = replace(window, label=self.model.labels[best], confidence=float(probs[best]), probs=probs,
-                             arousal=arousal, valence=valence)
+            window = self.scorer.scored(window)
         state = self.tracker.update(t=window.t, hop_seconds=hop_seconds, probs=window.probs, arousal=window.arousal,
                                     valence=window.valence, settled=self.settled)
         return window, state

@@ -74,6 +74,14 @@ class WindowScorer:
             self.adapter.offer(vector, arousal=arousal)
         return probs, arousal, valence
 
+    def scored(self, window: WindowResult) -> WindowResult:
+        """A speech ``window`` (with its ``vector``) with this scorer's answer: label, confidence,
+        probabilities, arousal and valence."""
+        probs, arousal, valence = self.score(window.vector)
+        best = int(np.argmax(probs))
+        return replace(window, label=self.model.labels[best], confidence=float(probs[best]), probs=probs,
+                       arousal=arousal, valence=valence)
+
 
 def prior_weights(model: Model, label_prior: np.ndarray) -> np.ndarray:
     """Bayes' rule weights (n_labels,): the household prior over the training share of each label."""
@@ -228,22 +236,11 @@ class Analyzer:
         else:
             active, speech = np.ones(feats.shape[0], dtype=bool), True
         vector = F.window_vector(feats, active=active, fdef=fdef) if (speech or self.keep_vectors) else None
-        label = confidence = probs = arousal = valence = None
+        res = WindowResult(t=t, speech=speech, label=None, confidence=None, probs=None, level_dbfs=level,
+                           vector=vector)
         if speech and self.scorer is not None:
-            probs, arousal, valence = self.scorer.score(vector)
-            best = int(np.argmax(probs))
-            label, confidence = self.model.labels[best], float(probs[best])
-        return WindowResult(
-            t=t,
-            speech=speech,
-            label=label,
-            confidence=confidence,
-            probs=probs,
-            level_dbfs=level,
-            arousal=arousal,
-            valence=valence,
-            vector=vector if (self.keep_vectors or self.scorer is None) else None,
-        )
+            res = self.scorer.scored(res)
+        return res if (self.keep_vectors or self.scorer is None) else replace(res, vector=None)
 
 
 def make_analyzer(config: Config, model: Model | None, *, keep_vectors: bool = False,

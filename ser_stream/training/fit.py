@@ -188,9 +188,9 @@ def fit_adaptive(clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: li
 def fit_model(clips: list[Clip], data: "TrainingData", indices: list[int], *, fdef: FeatureDefinition, seed: int,
               meta: dict[str, Any] | None = None) -> "Model":
     """Both sets of heads on the clips ``indices``: speaker-independent (every training view) and adaptive."""
-    chosen = [clips[i] for i in indices]
-    X, y = stack_windows(chosen, [data.train[i] for i in indices])
-    heads = fit_heads(X, y, seed=seed, weights=window_weights(clip_weights(chosen), [data.train[i] for i in indices]))
+    chosen, vectors = [clips[i] for i in indices], [data.train[i] for i in indices]
+    X, y = stack_windows(chosen, vectors)
+    heads = fit_heads(X, y, seed=seed, weights=window_weights(clip_weights(chosen), vectors))
     adaptive = fit_adaptive(clips, data.stats, data.train_adaptive, list(indices), seed=seed)
     return to_model(heads, fdef=fdef, meta=meta or {}, adaptive=adaptive)
 

@@ -23,12 +23,13 @@ import numpy as np
 from ..adaptation import arousal_logit
 from ..config import Config
 from ..model import LABELS, Model
+from ..mood import AGITATED
 from ..moodstep import MoodStep
 from ..pipeline import WindowResult
 from .corpora import Clip, corpora_of
 from .fit import AROUSAL_HIGH, VALENCE_POSITIVE
 from .metrics import binary_uar, expected_calibration_error, reliability, summarize_predictions
-from .streams import (AGITATED_MOODS, GAP_SECONDS, NEUTRAL_GAP_SECONDS, QUARREL_SETTLE_SECONDS, Stream,
+from .streams import (GAP_SECONDS, NEUTRAL_GAP_SECONDS, QUARREL_SETTLE_SECONDS, Stream,
                       analyse_streams, quarrel_order, quarrel_span, speaker_order)
 
 CALM_MOODS = ("neutral", "calm", "idle")  # moods that are not a trigger
@@ -107,7 +108,7 @@ def false_triggers(scored: list[Scored]) -> dict[str, Any]:
 def quarrels_followed(clips: list[Clip], quarrels: list[Scored]) -> dict[str, Any]:
     """A quarrel after a day of talk (:func:`~ser_stream.training.streams.quarrel_order`), per speaker:
     the share of hops from QUARREL_SETTLE_SECONDS into the quarrel to its end whose mood is agitated
-    (AGITATED_MOODS), and whose mood is exactly ``angry``; the mean over speakers and the lowest."""
+    (:data:`ser_stream.mood.AGITATED`, what a quarrel should set), and whose mood is exactly ``angry``; the mean over speakers and the lowest."""
     agitated, angry = [], []
     for q in quarrels:
         start, end = quarrel_span(q.stream, clips)
@@ -115,7 +116,7 @@ def quarrels_followed(clips: list[Clip], quarrels: list[Scored]) -> dict[str, An
         if hops.size == 0:
             continue
         moods = [q.moods[k] for k in hops]
-        agitated.append(sum(m in AGITATED_MOODS for m in moods) / len(moods))
+        agitated.append(sum(m in AGITATED for m in moods) / len(moods))
         angry.append(sum(m == "angry" for m in moods) / len(moods))
     if not agitated:
         return {"speakers": 0, "agitated_share": None, "angry_share": None, "lowest_agitated_share": None}
@@ -273,7 +274,7 @@ def household_cv(clips: list[Clip], data: Any, streams: HouseholdStreams, splits
     def others(parts: list[Any], k: int) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
         return [p for j, fold in enumerate(parts) if j != k for p in (fold if isinstance(fold, list) else [fold])]
 
-    scored, neutral_scored, quarrel_scored, folds, y_true, y_pred, per_fold = [], [], [], [], [], [], []
+    folds, y_true, y_pred, per_fold = [], [], [], []
     for k, (_, te) in enumerate(splits):
         t = fold_temperatures(others(oof_stream, k))
         t_si = fold_temperatures(others(oof_si, k))
@@ -288,14 +289,13 @@ def household_cv(clips: list[Clip], data: Any, streams: HouseholdStreams, splits
                       "temperatures": {k2: None if v is None else round(v, 4) for k2, v in t.items()},
                       **household_summary(clips, fold, labels=LABELS, neutral=fold_neutral, quarrels=fold_quarrels,
                                           only=[int(i) for i in te])})
-        scored += fold
-        neutral_scored += fold_neutral
-        quarrel_scored += fold_quarrels
         per_fold.append({"speakers": fold, "neutral": fold_neutral, "quarrels": fold_quarrels})
         probs = np.stack([models[k].predict_proba(data.test[int(i)]).mean(axis=0) for i in te])
         y_true.append([clips[int(i)].label for i in te])
         y_pred.append(np.argmax(probs, axis=1))
-    summary = household_summary(clips, scored, labels=LABELS, neutral=neutral_scored, quarrels=quarrel_scored)
+    every = {kind: [s for fold in per_fold for s in fold[kind]] for kind in ("speakers", "neutral", "quarrels")}
+    summary = household_summary(clips, every["speakers"], labels=LABELS, neutral=every["neutral"],
+                                quarrels=every["quarrels"])
     si = summarize_predictions(np.concatenate(y_true), np.concatenate(y_pred), labels=LABELS,
                                protocol="speaker-independent")
     oof = {"streamed": [p for fold in oof_stream for p in fold], "speaker-independent": oof_si}

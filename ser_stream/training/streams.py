@@ -104,7 +104,6 @@ def _analyse(name: str, paths: list[str], order: list[int], gap: Gaps, fdef_dict
 
 QUARREL_GAP_SECONDS = 0.3  # between the angry clips of a quarrel
 QUARREL_SETTLE_SECONDS = 6.0  # the quarrel measure counts hops from this far into the quarrel
-AGITATED_MOODS = ("angry", "fearful", "happy", "surprised", "disgust")  # what a quarrel should set
 
 
 def quarrel_order(clips: list[Clip], speaker: Any, *, seed: int) -> tuple[list[int], Gaps] | None:
