@@ -13,6 +13,11 @@ APT_TEST=(pulseaudio pulseaudio-utils mosquitto openssl systemd ffmpeg
           gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 python3-gi
           gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 
+# Home Assistant Core releases tests/test_home_assistant.py runs against, each with the Python it
+# installs on (3.13 comes from pyenv where the machine's Python is older). Each gets its own
+# virtual environment under .venv-ha/<release>; pip's cache keeps reinstalls cheap.
+HA_RELEASES=("2025.4.4:3.13" "2024.1.6:3.11")
+
 log() { printf 'dev.sh: %s\n' "$*" >&2; }
 
 as_root() {
@@ -53,11 +58,40 @@ setup() {
   rm -f .venv/.installed-*; touch ".venv/.installed-$extras-$hash"
 }
 
+find_python() {  # an interpreter of Python $1 (e.g. 3.13) that can make a virtual environment
+  local v="$1" p
+  for p in "$(command -v "python$v" 2>/dev/null || true)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python"$v"; do
+    if [ -n "$p" ] && [ -x "$p" ] && "$p" -c 'import venv, ensurepip' >/dev/null 2>&1; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+setup_home_assistant() {
+  local entry release pyver py dir
+  for entry in "${HA_RELEASES[@]}"; do
+    release="${entry%%:*}"; pyver="${entry#*:}"; dir=".venv-ha/$release"
+    [ -f "$dir/.installed" ] && continue
+    if ! py="$(find_python "$pyver")"; then
+      log "no Python $pyver here: Home Assistant $release is not installed and its tests will not run"
+      continue
+    fi
+    log "installing Home Assistant Core $release (Python $pyver) into $dir"
+    rm -rf "$dir"
+    "$py" -m venv "$dir"
+    "$dir/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$dir/bin/python" -m pip install -q "homeassistant==$release"
+    # what it would install at its first start for the tests' configuration
+    "$dir/bin/python" tests/ha_requirements.py | xargs -r "$dir/bin/python" -m pip install -q
+    touch "$dir/.installed"
+  done
+}
+
 cmd="${1:-run}"; [ $# -gt 0 ] && shift
 case "$cmd" in
-  setup) setup test "${APT_TEST[@]}" ;;
+  setup) setup test "${APT_TEST[@]}"; setup_home_assistant ;;
   test)
     setup test "${APT_TEST[@]}"
+    setup_home_assistant
     exec .venv/bin/python -m pytest "$@" ;;
   run)
     setup runtime

@@ -136,6 +136,8 @@ def test_discovery_state_windows_events_and_offline_on_sigterm(broker, long_wav:
     assert d.wait() == 0, d.log
     sub.wait_for(lambda: any(p == "offline" for _, p, _ in sub.on(f"{BASE}/availability")))
 
+    announced = [(tp, p) for _, tp, p, _ in sub.messages if tp in (f"{BASE}/state", f"{BASE}/availability")]
+    assert announced[0][0] == f"{BASE}/state", announced[:3]  # this run's state before "online", never the last run's
     conf = discovery(sub)
     assert set(conf) == ENTITIES
     uids = {c["unique_id"] for c in conf.values()}
@@ -352,11 +354,36 @@ def test_home_assistant_restart_resends_discovery_and_unregister_removes_it(brok
 
     from .conftest import cli
 
+    watch = Subscriber(broker, topics=("homeassistant/#", f"{BASE}/#"))
+    watch.wait_for(lambda: watch.on(f"{BASE}/state"))
+    n = len(watch.messages)
     r = cli("mqtt-unregister", env={**broker.config_args(), "SER_STREAM_MQTT__DEVICE_ID": DEVICE})
     assert r.returncode == 0, r.stderr.decode()
+    cleared = watch.wait_for(lambda: [m for m in watch.messages[n:] if m[2] == ""] if len(
+        [m for m in watch.messages[n:] if m[2] == ""]) == len(ENTITIES) + 3 else None)
+    last_config = max(t for t, tp, _, _ in cleared if tp.endswith("/config"))
+    first_state = min(t for t, tp, _, _ in cleared if not tp.endswith("/config"))
+    # the entities are gone (and have had time to unsubscribe) before their state topic is emptied
+    assert first_state - last_config >= 0.9
+    watch.close()
     late = Subscriber(broker, topics=("homeassistant/#", f"{BASE}/#"))
     time.sleep(1.0)
     assert late.messages == []  # every retained config and state was cleared
+    late.close()
+
+
+def test_adaptation_off_removes_the_reset_button(broker, long_wav: Path, tmp_path: Path):
+    """A run with adaptation off leaves no button from an earlier run with it on."""
+    button = f"homeassistant/button/ser_stream_{DEVICE}/reset_adaptation/config"
+    Daemon(["--input", str(long_wav), "--max-seconds", "3"], broker.config_args(), tmp_path).wait()
+    d = Daemon(["--input", str(long_wav), "--max-seconds", "3"],
+               broker.config_args(SER_STREAM_ADAPTATION__ENABLED="false"), tmp_path)
+    assert d.wait() == 0, d.log
+    late = Subscriber(broker, topics=("homeassistant/#",))
+    time.sleep(1.0)
+    conf = discovery(late)
+    assert set(conf) == ENTITIES - {("button", "reset_adaptation")}
+    assert late.on(button) == []  # the retained config is gone from the broker
     late.close()
 
 

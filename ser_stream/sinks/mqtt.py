@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -69,9 +70,14 @@ def read_password(cfg: MqttConfig) -> str | None:
         raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
 
 
-def discovery_messages(cfg: MqttConfig, *, labels: tuple[str, ...], adaptation: bool = False) -> dict[str, dict[str, Any]]:
-    """Home Assistant discovery configs by topic: one device, six entities (seven with the
-    adaptation reset button)."""
+RESET_BUTTON = ("button", "reset_adaptation")
+UNREGISTER_SETTLE_SECONDS = 1.0
+
+
+def discovery_messages(cfg: MqttConfig, *, labels: tuple[str, ...],
+                       adaptation: bool = False) -> dict[str, dict[str, Any] | None]:
+    """Home Assistant discovery configs by topic: one device, six entities, seven with the adaptation
+    reset button. Without adaptation the button's topic maps to None: its config is to be removed."""
     dev = device_id_of(cfg)
     base = base_topic_of(cfg)
     node = f"ser_stream_{dev}"
@@ -105,9 +111,11 @@ def discovery_messages(cfg: MqttConfig, *, labels: tuple[str, ...], adaptation: 
             ),
         },
         ("sensor", "confidence"): {
-            "name": "Mood confidence",
+            # named so that versions which ignore default_entity_id (before 2025.10) derive the same entity id
+            "name": "Confidence",
             "state_topic": state,
-            "value_template": "{{ ((value_json.confidence or 0) * 100) | round(1) }}",
+            # null (idle, muted) renders "None", which Home Assistant shows as unknown
+            "value_template": "{{ none if value_json.confidence is none else (value_json.confidence * 100) | round(1) }}",
             "unit_of_measurement": "%",
             "state_class": "measurement",
             "icon": "mdi:gauge",
@@ -146,18 +154,22 @@ def discovery_messages(cfg: MqttConfig, *, labels: tuple[str, ...], adaptation: 
             "icon": "mdi:microphone-off",
         },
     }
-    if adaptation:
-        entities[("button", "reset_adaptation")] = {
-            "name": "Reset adaptation",
-            "command_topic": f"{base}/adaptation/reset",
-            "payload_press": "PRESS",
-            "entity_category": "config",
-            "icon": "mdi:restore",
-        }
-    out = {}
+    entities[RESET_BUTTON] = {
+        "name": "Reset adaptation",
+        "command_topic": f"{base}/adaptation/reset",
+        "payload_press": "PRESS",
+        "entity_category": "config",
+        "icon": "mdi:restore",
+    }
+    out: dict[str, dict[str, Any] | None] = {}
     for (component, obj), conf in entities.items():
-        out[f"{prefix}/{component}/{node}/{obj}/config"] = {**conf, "unique_id": f"{node}_{obj}",
-                                                            "default_entity_id": f"{component}.{node}_{obj}", **common}
+        topic = f"{prefix}/{component}/{node}/{obj}/config"
+        if (component, obj) == RESET_BUTTON and not adaptation:
+            out[topic] = None  # removed: a button left by an earlier run with adaptation on must not stay
+            continue
+        # Home Assistant 2025.10+ takes the entity id from default_entity_id; earlier versions derive it
+        # from the device and entity names ("ser-stream <id>" + "Mood" -> sensor.ser_stream_<id>_mood): the same id
+        out[topic] = {**conf, "unique_id": f"{node}_{obj}", "default_entity_id": f"{component}.{node}_{obj}", **common}
     return out
 
 
@@ -207,6 +219,7 @@ class MqttSink:
         self._windows: deque[tuple[str, str]] = deque()
         self._priority: deque[tuple[str, str, bool]] = deque()  # state, events, mute, discovery: never dropped
         self._last_state: str | None = None
+        self._online_pending = False  # ``online`` waits for the next state (see _announcements)
         self._muted = muted
         self._cond = threading.Condition()
         self._connected = threading.Event()
@@ -246,8 +259,11 @@ class MqttSink:
         if self.on_reset_adaptation is not None:
             topics.append((f"{self.base}/adaptation/reset", 1))
         client.subscribe(topics)
-        # re-announce everything a late or restarted broker must know, ahead of queued messages
+        # re-announce everything a late or restarted broker must know, ahead of queued messages; the
+        # announcements carry the newest state, so older queued states are superseded
         with self._cond:
+            state_topic = f"{self.base}/state"
+            self._priority = deque(m for m in self._priority if m[0] != state_topic)
             self._priority.extendleft(reversed(self._announcements()))
             self._connected.set()
             self._cond.notify_all()
@@ -275,12 +291,15 @@ class MqttSink:
                 self._cond.notify_all()
 
     def _announcements(self) -> list[tuple[str, str, bool]]:
-        msgs = [(t, json.dumps(c), True) for t, c in self.discovery.items()]
-        msgs.append((f"{self.base}/availability", "online", True))
+        """Discovery, mute, the current state, then ``online``: Home Assistant never shows an earlier
+        run's retained state as this run's. Before the run's first state, ``online`` waits for it."""
+        msgs = [(t, "" if c is None else json.dumps(c), True) for t, c in self.discovery.items()]
         msgs.append((f"{self.base}/mute", "ON" if self._muted else "OFF", True))
-        queued_state = any(t == f"{self.base}/state" for t, _, _ in self._priority)
-        if self._last_state is not None and not queued_state:
-            msgs.append((f"{self.base}/state", self._last_state, True))
+        if self._last_state is None:
+            self._online_pending = True  # publish_state sends it after the first state
+            return msgs
+        msgs.append((f"{self.base}/state", self._last_state, True))
+        msgs.append((f"{self.base}/availability", "online", True))
         return msgs
 
     # ------------------------------------------------------------ publisher thread
@@ -329,6 +348,9 @@ class MqttSink:
             self._last_state = payload
             self.states_queued += 1
             self._priority.append((f"{self.base}/state", payload, True))
+            if self._online_pending:
+                self._online_pending = False
+                self._priority.append((f"{self.base}/availability", "online", True))
             if state.muted != self._muted:
                 self._muted = state.muted
                 self._priority.append((f"{self.base}/mute", "ON" if state.muted else "OFF", True))
@@ -342,8 +364,6 @@ class MqttSink:
     def close(self, timeout: float = 3.0) -> None:
         """Deliver what is queued (waiting up to ``timeout`` s, also for a connection
         still being made), publish ``offline``, disconnect."""
-        import time
-
         deadline = time.monotonic() + timeout
         with self._cond:  # woken by the publisher as it takes the last message, or by a connection
             self._cond.wait_for(lambda: self._connected.is_set() and not self._priority and not self._windows,
@@ -365,9 +385,10 @@ class MqttSink:
             log.warning("MQTT: %d per-hop messages were dropped while the broker was unreachable", self.windows_dropped)
 
 
-def unregister(cfg: MqttConfig, *, labels: tuple[str, ...], timeout: float = 10.0) -> int:
-    """Remove this device from Home Assistant: empty retained discovery configs,
-    and clear the retained state, mute and availability. Returns the topic count.
+def unregister(cfg: MqttConfig, *, labels: tuple[str, ...], timeout: float = 10.0,
+               settle_seconds: float = UNREGISTER_SETTLE_SECONDS) -> int:
+    """Remove this device from Home Assistant: empty retained discovery configs, then, ``settle_seconds``
+    later, clear the retained state, mute and availability. Returns the topic count.
     Raises DeviceError (exit 69) when the broker cannot be reached or refuses us."""
     from ..errors import DeviceError
 
@@ -389,10 +410,17 @@ def unregister(cfg: MqttConfig, *, labels: tuple[str, ...], timeout: float = 10.
         if not done.wait(timeout) or result["rc"].is_failure:
             raise DeviceError(f"MQTT broker {cfg.host}:{cfg.port} refused the connection: {result.get('rc', 'timeout')}")
         base = base_topic_of(cfg)
-        topics = list(discovery_messages(cfg, labels=labels, adaptation=True)) + [f"{base}/state", f"{base}/mute", f"{base}/availability"]
-        infos = [client.publish(t, b"", qos=1, retain=True) for t in topics]
-        for info in infos:
-            info.wait_for_publish(timeout=timeout)
+        configs = list(discovery_messages(cfg, labels=labels, adaptation=True))
+        retained = [f"{base}/state", f"{base}/mute", f"{base}/availability"]
+        # the configs first: an entity still subscribed when its state topic is emptied renders its
+        # template on an empty payload (errors in Home Assistant's log); it has no acknowledgement
+        # for a removal, so give it time to unsubscribe before the rest is cleared
+        for batch, pause in ((configs, settle_seconds), (retained, 0.0)):
+            infos = [client.publish(t, b"", qos=1, retain=True) for t in batch]
+            for info in infos:
+                info.wait_for_publish(timeout=timeout)
+            time.sleep(pause)
+        topics = configs + retained
         client.disconnect()
     finally:
         client.loop_stop()
