@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 APT_RUNTIME=(libportaudio2 libsndfile1 libasound2-plugins)
 APT_TEST=(pulseaudio pulseaudio-utils mosquitto openssl systemd ffmpeg
           gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 python3-gi
-          gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
+          gstreamer1.0-plugins-base gstreamer1.0-plugins-good podman runc mmdebstrap)
 
 # Home Assistant Core releases tests/test_home_assistant.py runs against, each with the Python it
 # installs on (3.13 comes from pyenv where the machine's Python is older). Each gets its own
