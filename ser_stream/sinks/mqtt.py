@@ -259,12 +259,15 @@ class MqttSink:
         if self.on_reset_adaptation is not None:
             topics.append((f"{self.base}/adaptation/reset", 1))
         client.subscribe(topics)
-        # re-announce everything a late or restarted broker must know, ahead of queued messages; the
-        # announcements carry the newest state, so older queued states are superseded
+        # re-announce everything a late or restarted broker must know, ahead of queued messages; "online"
+        # follows the newest state, queued or not (queued states are kept: none is ever dropped)
         with self._cond:
             state_topic = f"{self.base}/state"
-            self._priority = deque(m for m in self._priority if m[0] != state_topic)
-            self._priority.extendleft(reversed(self._announcements()))
+            last = max((i for i, m in enumerate(self._priority) if m[0] == state_topic), default=None)
+            msgs = self._announcements(queued_state=last is not None)
+            self._priority.extendleft(reversed(msgs))
+            if last is not None:
+                self._priority.insert(len(msgs) + last + 1, (f"{self.base}/availability", "online", True))
             self._connected.set()
             self._cond.notify_all()
 
@@ -290,16 +293,17 @@ class MqttSink:
                 self._priority.extend(self._announcements())
                 self._cond.notify_all()
 
-    def _announcements(self) -> list[tuple[str, str, bool]]:
+    def _announcements(self, *, queued_state: bool = False) -> list[tuple[str, str, bool]]:
         """Discovery, mute, the current state, then ``online``: Home Assistant never shows an earlier
-        run's retained state as this run's. Before the run's first state, ``online`` waits for it."""
+        run's retained state as this run's. Before the run's first state, ``online`` waits for it
+        (publish_state); with a state still queued, the caller puts ``online`` after it."""
         msgs = [(t, "" if c is None else json.dumps(c), True) for t, c in self.discovery.items()]
         msgs.append((f"{self.base}/mute", "ON" if self._muted else "OFF", True))
         if self._last_state is None:
-            self._online_pending = True  # publish_state sends it after the first state
-            return msgs
-        msgs.append((f"{self.base}/state", self._last_state, True))
-        msgs.append((f"{self.base}/availability", "online", True))
+            self._online_pending = True
+        elif not queued_state:
+            msgs.append((f"{self.base}/state", self._last_state, True))
+            msgs.append((f"{self.base}/availability", "online", True))
         return msgs
 
     # ------------------------------------------------------------ publisher thread
