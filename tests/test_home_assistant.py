@@ -143,6 +143,22 @@ def test_discovery_resent_after_a_home_assistant_restart(ha: HomeAssistant, nine
     assert d.wait() == 0, d.log
 
 
+def test_a_device_id_with_capitals_and_a_hyphen(ha: HomeAssistant, long_wav: Path, tmp_path: Path):
+    """The README's rule for <id>: lower case, "-" as "_" (what Home Assistant derives from the names)."""
+    env = {"SER_STREAM_MQTT__DEVICE_ID": "Living-Room"}
+    d = daemon(ha, long_wav, tmp_path, **env)
+    try:
+        ha.wait(lambda: available(ha, "sensor.ser_stream_living_room_mood"), what="sensor.ser_stream_living_room_mood")
+        assert set(ha.states("ser_stream_living_room_")) == {
+            e.replace(DEVICE, "living_room") for e in readme_entities()}
+    finally:
+        d.proc.send_signal(signal.SIGTERM)
+        d.wait()
+    r = cli("mqtt-unregister", env={**ha.broker.config_args(), **env})
+    assert r.returncode == 0, r.stderr.decode()
+    ha.wait(lambda: not ha.states("ser_stream_living_room_"), what="the Living-Room entities removed")
+
+
 def test_unregister_removes_everything_without_a_warning(ha: HomeAssistant, long_wav: Path, tmp_path: Path):
     d = daemon(ha, long_wav, tmp_path)
     ha.wait(lambda: available(ha, MOOD), what="the mood sensor")

@@ -400,3 +400,19 @@ def test_publish_latency(broker, long_wav: Path, tmp_path: Path):
     print(f"publish latency ms: median {1000 * np.median(lat):.2f}, max {1000 * max(lat):.2f}")
     assert max(lat) < 1.0
     sub.close()
+
+
+def test_entity_ids_of_a_device_id_home_assistant_would_rewrite():
+    """A device id with capitals or "-" gives the entity ids Home Assistant derives from the names
+    (lower case, "_"), so default_entity_id and the derived id agree; topics and unique ids keep it as it is."""
+    from ser_stream.config import MqttConfig
+    from ser_stream.sinks.mqtt import discovery_messages
+
+    conf = discovery_messages(MqttConfig(device_id="Living-Room"), labels=LABELS, adaptation=True)
+    ids = {c["default_entity_id"] for c in conf.values()}
+    assert ids == {"sensor.ser_stream_living_room_mood", "sensor.ser_stream_living_room_confidence",
+                   "sensor.ser_stream_living_room_arousal", "sensor.ser_stream_living_room_valence",
+                   "binary_sensor.ser_stream_living_room_speech", "switch.ser_stream_living_room_mute",
+                   "button.ser_stream_living_room_reset_adaptation"}
+    assert all(c["unique_id"].startswith("ser_stream_Living-Room_") for c in conf.values())
+    assert all(t.startswith("homeassistant/") and "/ser_stream_Living-Room/" in t for t in conf)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import os
 import threading
 import time
@@ -71,6 +72,12 @@ def read_password(cfg: MqttConfig) -> str | None:
 
 
 RESET_BUTTON = ("button", "reset_adaptation")
+
+
+def entity_slug(text: str) -> str:
+    """An entity id's object part as Home Assistant derives it from names: lower case, every run of
+    other characters than a-z and 0-9 one "_" ("ser_stream_Living-Room_mood" -> "ser_stream_living_room_mood")."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 UNREGISTER_SETTLE_SECONDS = 1.0
 
 
@@ -169,7 +176,8 @@ def discovery_messages(cfg: MqttConfig, *, labels: tuple[str, ...],
             continue
         # Home Assistant 2025.10+ takes the entity id from default_entity_id; earlier versions derive it
         # from the device and entity names ("ser-stream <id>" + "Mood" -> sensor.ser_stream_<id>_mood): the same id
-        out[topic] = {**conf, "unique_id": f"{node}_{obj}", "default_entity_id": f"{component}.{node}_{obj}", **common}
+        out[topic] = {**conf, "unique_id": f"{node}_{obj}",
+                      "default_entity_id": f"{component}.{entity_slug(f'{node}_{obj}')}", **common}
     return out
 
 
