@@ -264,6 +264,44 @@ def test_addon_options_without_an_mqtt_service(podman: Podman, addon_image: str,
     assert effective["audio"]["device"] == "USB"
 
 
+def test_addon_runs_the_daemon_as_the_supervisor_starts_it(podman: Podman, addon_image: str, pulse, broker,
+                                                           wav48: Path, tmp_path: Path):
+    """The add-on's own command (run), started as root like the Supervisor does, with Home Assistant's
+    audio stood in for by the host's PulseAudio (its socket, PULSE_SERVER and an asound.conf whose
+    default device is PulseAudio, which is what `audio: true` provides) and the MQTT broker from the
+    options: discovery for the room, speech heard, the daemon as ser-stream, state kept in /data."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "options.json").write_text(json.dumps({**OPTIONS, "mqtt_host": "127.0.0.1", "mqtt_port": broker.port}))
+    asound = tmp_path / "asound.conf"
+    asound.write_text("pcm.!default { type pulse }\nctl.!default { type pulse }\n")
+    sub = Subscriber(broker)
+    name = f"ser-stream-addon-test-{os.getpid()}"
+    podman("run", "-d", "--name", name, "--network", "host", "-v", f"{data}:/data",
+           "-v", f"{pulse.socket}:/run/audio/pulse.sock", "-e", "PULSE_SERVER=unix:/run/audio/pulse.sock",
+           "-e", f"PULSE_SOURCE={pulse.env['PULSE_SOURCE']}", "-v", f"{asound}:/etc/asound.conf:ro", addon_image)
+    try:
+        base = "ser_stream/kitchen"
+        sub.wait_for(lambda: len([t for t in {m[1] for m in sub.messages} if t.startswith("homeassistant/")
+                                  and "ser_stream_kitchen" in t]) == len(ENTITIES), timeout=60)
+        sub.wait_for(lambda: sub.on(f"{base}/state"), timeout=30)
+        assert pulse.play(wav48).wait(20) == 0
+        sub.wait_for(lambda: any(json.loads(p)["speech"] for _, p, _ in sub.on(f"{base}/state")), timeout=30)
+        assert podman("exec", name, "id", "-un").stdout.strip() == "root"  # podman exec: the container's user
+        status = podman("exec", name, "cat", "/proc/1/status").stdout
+        assert re.search(r"^Uid:\s+(\d+)", status, re.M).group(1) != "0"  # the daemon dropped to ser-stream
+        podman("stop", "-t", "10", name)
+        logs = podman("logs", name).stderr
+        assert podman("inspect", name, "--format", "{{.State.ExitCode}}").stdout.strip() == "0", logs
+        assert "MQTT broker 127.0.0.1" in logs and "from the add-on's options" in logs
+        sub.wait_for(lambda: [p for _, p, _ in sub.on(f"{base}/availability")][-1:] == ["offline"])
+        kept = data / "ser-stream" / "kitchen"
+        assert (kept / "adaptation.npz").is_file(), sorted(p.name for p in (data / "ser-stream").rglob("*"))
+    finally:
+        podman("rm", "-f", name, check=False)
+        sub.close()
+
+
 def test_addon_refuses_a_bad_source(podman: Podman, addon_image: str, tmp_path: Path):
     (tmp_path / "options.json").write_text(json.dumps({**OPTIONS, "source": "ftp://x"}))
     r = podman("run", "--rm", "-v", f"{tmp_path}:/data", addon_image, "check-config", check=False)
