@@ -46,17 +46,22 @@ def test_run_captures_speech_then_silence_from_a_pulse_device(pulse, wav48: Path
     assert len(windows) == 10, log  # t = 3 .. 12
     for w in windows:
         check_window_line(w)
-    speech = [w["speech"] for w in windows]
-    assert any(speech), windows
-    first = speech.index(True)
-    last = len(speech) - 1 - speech[::-1].index(True)
-    assert first <= 4  # the clip started right after capture began
-    assert not any(speech[last + 1 :]) and len(speech) - last - 1 >= 3  # silence after the clip
+    last = speech_then_silence([w["speech"] for w in windows])
     assert all(w["label"] is None for w in windows[last + 1 :])
     assert windows[-1]["level_dbfs"] <= -90.0
     # the microphone's adaptation statistics were kept: the calmer half of the speech windows heard
     with np.load(tmp_path / "state" / "adaptation.npz") as kept:
         assert float(kept["n"]) >= 1 and float(kept["n"]) == admitted([w for w in windows if w["speech"]])
+
+
+def speech_then_silence(speech: list[bool]) -> int:
+    """Assert a clip played right after capture began: speech within the first five windows, then at
+    least three windows of silence to the end. Returns the index of the last speech window."""
+    assert any(speech), speech
+    last = len(speech) - 1 - speech[::-1].index(True)
+    assert speech.index(True) <= 4, speech  # the clip started right after capture began
+    assert len(speech) - last - 1 >= 3, speech  # silence after the clip
+    return last
 
 
 def peak_rss_kb(pid: int) -> int:

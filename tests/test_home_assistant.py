@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from .conftest import ROOT, Mosquitto, cli, mosquitto_binary, need
-from .home_assistant import HomeAssistant, installed, wanted_releases
+from .home_assistant import HomeAssistant, installed, readme_automations, wanted_releases
 from .test_mqtt import DEVICE, Daemon
 
 RELEASES = wanted_releases()
@@ -186,8 +186,6 @@ def test_readme_automations_are_accepted(ha: HomeAssistant):
 
 
 def readme_automations_count() -> int:
-    from .home_assistant import readme_automations
-
     return len(re.findall(r"^- alias:", readme_automations(), re.M))
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -78,6 +78,8 @@ def entity_slug(text: str) -> str:
     """An entity id's object part as Home Assistant derives it from names: lower case, every run of
     other characters than a-z and 0-9 one "_" ("ser_stream_Living-Room_mood" -> "ser_stream_living_room_mood")."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
 UNREGISTER_SETTLE_SECONDS = 1.0
 
 
@@ -427,11 +429,13 @@ def unregister(cfg: MqttConfig, *, labels: tuple[str, ...], timeout: float = 10.
         # the configs first: an entity still subscribed when its state topic is emptied renders its
         # template on an empty payload (errors in Home Assistant's log); it has no acknowledgement
         # for a removal, so give it time to unsubscribe before the rest is cleared
-        for batch, pause in ((configs, settle_seconds), (retained, 0.0)):
-            infos = [client.publish(t, b"", qos=1, retain=True) for t in batch]
-            for info in infos:
+        def clear(topics: list[str]) -> None:
+            for info in [client.publish(t, b"", qos=1, retain=True) for t in topics]:
                 info.wait_for_publish(timeout=timeout)
-            time.sleep(pause)
+
+        clear(configs)
+        time.sleep(settle_seconds)
+        clear(retained)
         topics = configs + retained
         client.disconnect()
     finally:
