@@ -102,16 +102,17 @@ class ArousalBaseline:
         self._recent: deque[float] = deque()
         self._sorted: list[float] = []
 
-    def median(self) -> float:
-        """The median of the recent logits and the pseudo-windows at 0."""
+    def median(self, *, anchor: float = 0.0) -> float:
+        """The median of the recent logits and the pseudo-windows at ``anchor`` (the head's own
+        boundary, 0, for a household; the household's median for one of its voices)."""
         values, zeros = self._sorted, max(self.prior_windows - len(self._sorted), 0)
         n = len(values) + zeros
         if n == 0:
-            return 0.0
-        below = bisect.bisect_left(values, 0.0)  # the zeros sit between values[:below] and values[below:]
+            return anchor
+        below = bisect.bisect_left(values, anchor)  # the pseudo-windows sit between values[:below] and values[below:]
 
         def kth(k: int) -> float:
-            return values[k] if k < below else (0.0 if k < below + zeros else values[k - zeros])
+            return values[k] if k < below else (anchor if k < below + zeros else values[k - zeros])
 
         return kth(n // 2) if n % 2 else 0.5 * (kth(n // 2 - 1) + kth(n // 2))
 
@@ -161,9 +162,19 @@ class RunningStats:
         self.s1 = np.zeros(self.prior.mean.shape[0])
         self._mean = shrunk_mean(n=self.n, s1=self.s1, prior=self.prior)
 
+    @property
+    def mean(self) -> np.ndarray:
+        """The current centre (D,)."""
+        return self._mean
+
     def normalise(self, vectors: np.ndarray) -> np.ndarray:
         """(n, D) or (D,) vectors normalised with the current centre."""
         return self.prior.normalise(vectors, self._mean)
+
+    def voice_of(self, vector: np.ndarray) -> "RunningStats":
+        """The statistics a speech window is judged against: these, one baseline for every voice
+        (:class:`ser_stream.voices.Household` tells voices apart)."""
+        return self
 
     @property
     def settled(self) -> bool:

@@ -43,19 +43,20 @@ def add_noise(y: np.ndarray, *, snr_db: float, color: str, rng: np.random.Genera
     return (y + scale * noise).astype(np.float32)
 
 
-def room_impulse(*, rt60: float, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """A synthetic room: direct path, then exponentially decaying noise (60 dB down at ``rt60`` s)."""
+def room_impulse(*, rt60: float, sr: int, rng: np.random.Generator, tail_level: float = 0.3) -> np.ndarray:
+    """A synthetic room: direct path, then exponentially decaying noise (60 dB down at ``rt60`` s) with
+    ``tail_level`` times the direct path's energy (more for a talker farther from the microphone)."""
     n = int(rt60 * sr)
     t = np.arange(n) / sr
     tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)
     tail[: int(0.003 * sr)] = 0.0  # first reflections after ~3 ms
-    h = 0.3 * tail / np.sqrt(np.sum(tail**2) + 1e-12)
+    h = tail_level * tail / np.sqrt(np.sum(tail**2) + 1e-12)
     h[0] = 1.0
     return h.astype(np.float32)
 
 
-def reverberate(y: np.ndarray, *, rt60: float, sr: int, rng: np.random.Generator) -> np.ndarray:
-    h = room_impulse(rt60=rt60, sr=sr, rng=rng)
+def reverberate(y: np.ndarray, *, rt60: float, sr: int, rng: np.random.Generator, tail_level: float = 0.3) -> np.ndarray:
+    h = room_impulse(rt60=rt60, sr=sr, rng=rng, tail_level=tail_level)
     n = len(y) + len(h) - 1
     size = 1 << (n - 1).bit_length()
     out = np.fft.irfft(np.fft.rfft(y, size) * np.fft.rfft(h, size), size)[: len(y)]
@@ -88,6 +89,7 @@ class Room:
     color: str
     gain_db: float
     seed: int  # the room's impulse response
+    tail_level: float = 0.3  # the reverberation's energy against the direct path's (distance)
 
 
 def draw_room(rng: np.random.Generator) -> Room:
@@ -105,13 +107,40 @@ def apply_room(y: np.ndarray, room: Room, *, sr: int, rng: np.random.Generator) 
     if room.speed is not None:
         y = change_speed(y, factor=room.speed, sr=sr)
     if room.rt60 is not None:
-        y = reverberate(y, rt60=room.rt60, sr=sr, rng=np.random.default_rng(room.seed))
+        y = reverberate(y, rt60=room.rt60, sr=sr, rng=np.random.default_rng(room.seed), tail_level=room.tail_level)
     if room.band_hz is not None:
         y = band_limit(y, low_hz=room.band_hz[0], high_hz=room.band_hz[1], sr=sr)
     if room.snr_db is not None:
         y = add_noise(y, snr_db=room.snr_db, color=room.color, rng=rng)
     y = y * np.float32(10.0 ** (room.gain_db / 20.0))
     return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+HOME_ACOUSTICS = ("dry", "near", "far")  # how the household protocol hears a home's voices
+ROOM_NOISE_SNR_DB = {"near": (20.0, 30.0), "far": (5.0, 15.0)}  # the room's steady noise against its speech
+
+
+def draw_voice_room(rng: np.random.Generator, *, far: bool) -> Room:
+    """Where one voice of a home talks from: near the microphone (a desk, a kitchen counter: RT60
+    0.2-0.5 s, little reverberation, gain -12..+3 dB) or across the room (1.5-3 m: RT60 0.4-0.8 s,
+    reverberation as strong as the direct path or more, gain -20..-8 dB). Noise belongs to the room,
+    not the voice: :func:`room_noise`."""
+    if far:
+        rt60, tail, gain = rng.uniform(0.4, 0.8), rng.uniform(0.7, 1.5), rng.uniform(-20.0, -8.0)
+    else:
+        rt60, tail, gain = rng.uniform(0.2, 0.5), rng.uniform(0.1, 0.4), rng.uniform(-12.0, 3.0)
+    return Room(speed=None, rt60=float(rt60), band_hz=None, snr_db=None, color="pink", gain_db=float(gain),
+                seed=int(rng.integers(2**63)), tail_level=float(tail))
+
+
+def room_noise(y: np.ndarray, *, acoustics: str, rng: np.random.Generator) -> np.ndarray:
+    """A whole household stream with the room's steady noise (pauses included) at a seeded SNR of
+    ROOM_NOISE_SNR_DB[acoustics] against its speech; ``dry`` streams are returned as they are."""
+    if acoustics == "dry":
+        return y
+    low, high = ROOM_NOISE_SNR_DB[acoustics]
+    color = str(rng.choice(["white", "pink", "brown"]))
+    return np.clip(add_noise(y, snr_db=float(rng.uniform(low, high)), color=color, rng=rng), -1.0, 1.0)
 
 
 def random_augment(y: np.ndarray, *, sr: int, rng: np.random.Generator) -> np.ndarray:

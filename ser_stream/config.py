@@ -197,6 +197,9 @@ class AdaptationConfig(_Section):
     stream hears, starting from the training population's (needs a model with an adaptive head)."""
     max_windows: int = Field(default=1000, ge=10, le=1_000_000)
     """Speech windows the statistics remember; older ones fade out exponentially."""
+    max_voices: int = Field(default=6, ge=0, le=32)
+    """Voices of the home told apart, each judged against its own calm (the least recently heard is
+    forgotten beyond it); 0 = one baseline for every voice. Needs a model with a voice embedding."""
     persist: bool = True
     """Keep the statistics in ``state.directory`` across restarts (microphone input only;
     ``run --input`` adapts within the file and starts from the population)."""

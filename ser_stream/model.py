@@ -22,6 +22,7 @@ from .errors import ModelError
 from .features import FeatureDefinition
 from .labels import LABELS
 from .packaged import packaged_file
+from .voices import VoiceEmbedding, embedding_from_bundle
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,7 @@ class Model:
     path: Path | None = None
     adaptive: AdaptiveHead | None = None  # present in bundles trained for per-stream adaptation
     sha256: str | None = None  # of the bundle's arrays, as recorded in and checked against the file
+    voices: VoiceEmbedding | None = None  # tells the voices of a home apart (ser_stream.voices); absent in older bundles
 
     @property
     def classifier(self) -> Classifier:
@@ -232,6 +234,7 @@ class Model:
             "features": self.features.to_dict(),
             **self.heads.to_bundle(),
             **({"adaptive": self.adaptive.to_bundle()} if self.adaptive is not None else {}),
+            **({"voices": self.voices.to_bundle()} if self.voices is not None else {}),
             **self.meta,
         }
 
@@ -311,9 +314,11 @@ def from_bundle(bundle: Any, *, path: Path | None = None) -> Model:
     n_in, n_out = fdef.vector_size, len(labels)
     heads = _heads(bundle, where="", n_in=n_in, n_out=n_out)
     adaptive = None if bundle.get("adaptive") is None else _adaptive_head(bundle["adaptive"], n_in=n_in, n_out=n_out)
-    skip = {"format", "format_version", "labels", "sample_rate_hz", "features", "scaler", "mlp", "adaptive", *DIMENSIONS}
+    voices = None if bundle.get("voices") is None else embedding_from_bundle(bundle["voices"], n_in=n_in)
+    skip = {"format", "format_version", "labels", "sample_rate_hz", "features", "scaler", "mlp", "adaptive", "voices",
+            *DIMENSIONS}
     meta = {k: v for k, v in bundle.items() if k not in skip}
-    return Model(labels, fdef, heads, meta, path, adaptive)
+    return Model(labels, fdef, heads, meta, path, adaptive, voices=voices)
 
 
 def load_model(path: Path | None) -> Model:

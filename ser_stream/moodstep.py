@@ -16,11 +16,11 @@ code needs nothing from the daemon module.
 
 from __future__ import annotations
 
-from .adaptation import RunningStats
 from .config import Config
 from .model import Model
 from .mood import MoodState, MoodTracker
 from .pipeline import WindowResult, WindowScorer, label_prior
+from .voices import Household
 
 
 def adapts(config: Config, model: Model) -> bool:
@@ -28,11 +28,13 @@ def adapts(config: Config, model: Model) -> bool:
     return config.adaptation.enabled and model.adaptive is not None
 
 
-def make_adapter(config: Config, model: Model) -> RunningStats | None:
-    """The stream's adaptation statistics, from the population's, when :func:`adapts`."""
+def make_adapter(config: Config, model: Model) -> Household | None:
+    """The stream's adaptation statistics, from the population's, when :func:`adapts`: one per voice
+    of the home when the model has a voice embedding and ``adaptation.max_voices`` > 0."""
     if not adapts(config, model):
         return None
-    return RunningStats(prior=model.adaptive.prior, max_windows=config.adaptation.max_windows)
+    return Household(prior=model.adaptive.prior, max_windows=config.adaptation.max_windows, embedding=model.voices,
+                     max_voices=config.adaptation.max_voices)
 
 
 def make_tracker(config: Config, model: Model) -> MoodTracker:

@@ -16,6 +16,7 @@ import numpy as np
 from . import features as F
 from . import vad
 from .adaptation import RunningStats
+from .voices import Household
 from .config import VAD_THRESHOLD_DBFS, Config, ConfigError
 from .model import Model
 
@@ -45,15 +46,17 @@ class WindowScorer:
     """The model's answer for one speech window vector: emotion probabilities, arousal and valence.
 
     With ``adapter`` (the stream's statistics) the window goes to the adaptive heads, normalised
-    with the statistics of the speech heard *before* it, and is then offered to them with its arousal
-    (:meth:`~ser_stream.adaptation.RunningStats.offer` keeps the calmer half); the arousal it
-    answers is relative to the household's (:class:`~ser_stream.adaptation.ArousalBaseline`). With
+    with the statistics of the speech heard *before* it (those of its voice, with a
+    :class:`~ser_stream.voices.Household` that tells voices apart), and is then offered to them with
+    its arousal (:meth:`~ser_stream.adaptation.RunningStats.offer` keeps the calmer half); the
+    arousal it answers is relative to the voice's baseline (:class:`~ser_stream.adaptation.ArousalBaseline`). With
     ``label_prior`` (n_labels,) the probabilities are reweighted by Bayes' rule from the training
     corpus's label frequencies (``model.meta["training"]["label_share"]``, uniform when absent) to
     that prior. Owned by the pipeline thread (the adapter is its state).
     """
 
-    def __init__(self, model: Model, *, adapter: RunningStats | None = None, label_prior: np.ndarray | None = None) -> None:
+    def __init__(self, model: Model, *, adapter: Household | RunningStats | None = None,
+                 label_prior: np.ndarray | None = None) -> None:
         if adapter is not None and model.adaptive is None:
             raise ValueError("adaptation needs a model with an adaptive head")
         self.model = model
@@ -63,15 +66,16 @@ class WindowScorer:
 
     def score(self, vector: np.ndarray) -> tuple[np.ndarray, float | None, float | None]:
         """(probs (n_labels,), arousal, valence) of one window vector (D,)."""
-        x = vector if self.adapter is None else self.adapter.normalise(vector)
+        voice = None if self.adapter is None else self.adapter.voice_of(vector)
+        x = vector if voice is None else voice.normalise(vector)
         probs, arousal, valence = self.heads.answer(x)
         if self.weights is not None:
             probs = probs * self.weights
             probs = probs / probs.sum()
-        if self.adapter is not None:
+        if voice is not None:
             if arousal is not None:
-                arousal = self.adapter.relative_arousal(arousal)
-            self.adapter.offer(vector, arousal=arousal)
+                arousal = voice.relative_arousal(arousal)
+            voice.offer(vector, arousal=arousal)
         return probs, arousal, valence
 
     def scored(self, window: WindowResult) -> WindowResult:
@@ -133,7 +137,7 @@ class Analyzer:
         vad_noise_margin_db: float = 10.0,
         vad_min_active_seconds: float = 0.5,
         keep_vectors: bool = False,
-        adapter: RunningStats | None = None,
+        adapter: Household | RunningStats | None = None,
         label_prior: np.ndarray | None = None,
     ) -> None:
         if adapter is not None and model is None:
@@ -244,7 +248,7 @@ class Analyzer:
 
 
 def make_analyzer(config: Config, model: Model | None, *, keep_vectors: bool = False,
-                  adapter: RunningStats | None = None, fdef: F.FeatureDefinition | None = None) -> Analyzer:
+                  adapter: Household | RunningStats | None = None, fdef: F.FeatureDefinition | None = None) -> Analyzer:
     """The configured analyzer for ``model`` (None: vectors and speech only, of ``fdef``)."""
     return Analyzer(
         fdef=model.features if model is not None else fdef,

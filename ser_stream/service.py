@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .adaptation import Prior, RunningStats
+from .adaptation import Prior
 from .capture.resample import Resampler
 from .config import Config
 from .model import Model
@@ -31,6 +31,7 @@ from .moodstep import MoodStep
 from .pipeline import WindowResult, make_analyzer
 from .ringbuffer import RingBuffer
 from .sinks import SafeSinks, StateMessage, iso_utc, window_message
+from .voices import Household
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class AdaptationStore:
         self.source = source
         self._unsaved = 0
 
-    def load(self, stats: RunningStats) -> None:
+    def load(self, stats: Household) -> None:
         if self.path is None or not self.path.is_file():
             return
         try:
@@ -181,25 +182,28 @@ class AdaptationStore:
                 log.info("%s holds statistics of another source (%s): adaptation starts from the population",
                          self.path, arrays["source"])
                 return
-            stats.load_arrays(arrays)
-            log.info("adaptation: %.0f speech windows of statistics restored from %s", stats.n, self.path)
+            restored = stats.load_arrays(arrays)
+            log.info("adaptation: %s restored from %s", restored, self.path)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("cannot use %s (%s): adaptation starts from the population", self.path, exc)
 
-    def note_update(self, stats: RunningStats) -> None:
+    def note_update(self, stats: Household) -> None:
         """Called after each speech window; saves every SAVE_EVERY_WINDOWS of them."""
         self._unsaved += 1
         if self._unsaved >= SAVE_EVERY_WINDOWS:
             self.save(stats)
 
-    def save(self, stats: RunningStats) -> None:
+    def save(self, stats: Household) -> None:
+        """Write the statistics atomically, readable by this user alone (they describe the voices of a home)."""
         self._unsaved = 0
         if self.path is None:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp.npz")
-            np.savez(tmp, model_key=np.array(self.key), source=np.array(self.source), **stats.to_arrays())
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                np.savez(f, model_key=np.array(self.key), source=np.array(self.source), **stats.to_arrays())
+            os.chmod(tmp, 0o600)  # a file left by an older release may have had wider rights
             tmp.replace(self.path)
         except OSError as exc:
             log.warning("cannot save the adaptation statistics in %s: %s", self.path, exc)
@@ -305,7 +309,7 @@ class KeptAdaptation:
     SAVE_EVERY_WINDOWS speech windows and at the end, reset on request. A no-op without adaptation.
     Owned by the pipeline thread."""
 
-    def __init__(self, adapter: RunningStats | None, directory: Path | None, *, source: str) -> None:
+    def __init__(self, adapter: Household | None, directory: Path | None, *, source: str) -> None:
         self.adapter = adapter
         self.store = None if adapter is None else AdaptationStore(directory, key=prior_key(adapter.prior), source=source)
         if self.store is not None:

@@ -151,7 +151,7 @@ def test_the_daemon_keeps_adapting_across_restarts_and_resets(long_wav: Path, tm
     saved = _saved_windows(tmp_path)
     assert 0 < saved < len(first) and saved == admitted(first)  # the calmer half, saved at the end
     second = _run(long_wav, tmp_path)
-    assert "speech windows of statistics restored" in caplog.text
+    assert "speech windows of household statistics" in caplog.text and "restored from" in caplog.text
     assert _saved_windows(tmp_path) == admitted(first) + admitted(second)
     # statistics heard before change the first windows' probabilities
     assert first[0]["probs"] != second[0]["probs"]

@@ -66,6 +66,15 @@ def scan_corpora(data_dirs: list[Path]) -> list[Clip]:
     return [replace(c, actor=f"{c.corpus}/{c.actor}") for d in data_dirs for c in scan_corpus(d)]
 
 
+POOLED_SPEAKER = "unknown"  # a labels.csv speaker id that names a pool of many people (emospeech)
+
+
+def is_pooled(actor: int | str) -> bool:
+    """Whether a speaker id names a pool of many people (``unknown``, also as ``corpus/unknown``):
+    never one voice, one household or one speaker's statistics."""
+    return str(actor).rsplit("/", 1)[-1] == POOLED_SPEAKER
+
+
 def corpora_of(clips: list[Clip]) -> list[str]:
     """The corpora of ``clips`` in first-seen order."""
     return list(dict.fromkeys(c.corpus for c in clips))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -9,7 +10,8 @@ import numpy as np
 from ..adaptation import PRIOR_WINDOWS, Prior, batch_mean
 from ..features import FeatureDefinition
 from ..model import LABELS
-from .corpora import Clip
+from .corpora import Clip, is_pooled
+from .voices import fit_voice_embedding
 
 if TYPE_CHECKING:
     from ..model import AdaptiveHead, Classifier, Heads, Model
@@ -154,10 +156,14 @@ def fit_adaptive(clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: li
 
     rng = np.random.default_rng(seed)
     calm_only = heard == "calm"
-    actors = sorted({clips[i].actor for i in indices}, key=str)
-    by_actor = {a: [i for i in indices if clips[i].actor == a] for a in actors}
-    windows = {a: stats_windows(idx, clips, stats_vecs, realistic=calm_only or heard == "mixed") for a, idx in by_actor.items()}
-    corpus_of = {a: clips[idx[0]].corpus for a, idx in by_actor.items()}
+    # a clip of a pool of many people (emospeech's "unknown") is a speaker of its own, heard for the first time
+    actors = sorted({clips[i].actor if not is_pooled(clips[i].actor) else f"pool#{i}" for i in indices}, key=str)
+    by_actor = {a: [] for a in actors}
+    for i in indices:
+        by_actor[clips[i].actor if not is_pooled(clips[i].actor) else f"pool#{i}"].append(i)
+    windows = {a: stats_windows(idx, clips, stats_vecs, realistic=calm_only or heard == "mixed") for a, idx in by_actor.items()
+               if not str(a).startswith("pool#")}
+    corpus_of = {a: clips[by_actor[a][0]].corpus for a in windows}
 
     def population(stat: str) -> np.ndarray:  # the mean over corpora of the mean over their speakers
         per_corpus = {}
@@ -192,7 +198,8 @@ def fit_model(clips: list[Clip], data: "TrainingData", indices: list[int], *, fd
     X, y = stack_windows(chosen, vectors)
     heads = fit_heads(X, y, seed=seed, weights=window_weights(clip_weights(chosen), vectors))
     adaptive = fit_adaptive(clips, data.stats, data.train_adaptive, list(indices), seed=seed)
-    return to_model(heads, fdef=fdef, meta=meta or {}, adaptive=adaptive)
+    voices = fit_voice_embedding(clips, data.train, list(indices), fdef=fdef)
+    return replace(to_model(heads, fdef=fdef, meta=meta or {}, adaptive=adaptive), voices=voices)
 
 
 def fit_temperature(log_probs: np.ndarray, y: np.ndarray) -> float:
@@ -234,8 +241,6 @@ def _heads_at(heads: "Heads", temperatures: Temperatures) -> "Heads":
 def calibrated(model: "Model", *, speaker_independent: Temperatures | None = None,
                adaptive: Temperatures | None = None) -> "Model":
     """``model`` with its heads' temperatures set, per set of heads (None: unchanged)."""
-    from dataclasses import replace
-
     if speaker_independent is not None:
         model = replace(model, heads=_heads_at(model.heads, speaker_independent))
     if adaptive is not None and model.adaptive is not None:

@@ -15,22 +15,28 @@ corpus has both signs.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..adaptation import arousal_logit
+from ..augment import HOME_ACOUSTICS
 from ..config import Config
 from ..model import LABELS, Model
 from ..mood import AGITATED
 from ..moodstep import MoodStep
 from ..pipeline import WindowResult
+from ..voices import DEFAULT_MAX_VOICES
 from .corpora import Clip, corpora_of
 from .fit import AROUSAL_HIGH, VALENCE_POSITIVE
 from .metrics import binary_uar, expected_calibration_error, reliability, summarize_predictions
-from .streams import (GAP_SECONDS, NEUTRAL_GAP_SECONDS, QUARREL_SETTLE_SECONDS, Stream,
-                      analyse_streams, quarrel_order, quarrel_span, speaker_order)
+from .streams import (GAP_SECONDS, HOUSEHOLD_SIZES, NEUTRAL_GAP_SECONDS, QUARREL_SETTLE_SECONDS, HomePlan, Stream,
+                      analyse_streams, calm_label, home_plans, is_pooled, quarrel_order, quarrel_span, speaker_order)
+from .voices import VOICE_CHECK_SIZES, voice_assignment
+
+log = logging.getLogger(__name__)
 
 CALM_MOODS = ("neutral", "calm", "idle")  # moods that are not a trigger
 
@@ -47,10 +53,10 @@ class Scored:
     moods: list[str]
 
 
-def score_stream(model: Model, config: Config, stream: Stream) -> Scored:
-    """Score ``stream`` as ``run`` does, through the daemon's :class:`~ser_stream.moodstep.MoodStep`:
-    a fresh adapter (the population's statistics), then every window in order."""
-    step = MoodStep(model, config)
+def score_stream(model: Model, config: Config, stream: Stream, *, step: MoodStep | None = None) -> Scored:
+    """Score ``stream`` as ``run`` does, through the daemon's :class:`~ser_stream.moodstep.MoodStep`
+    (``step``, default a fresh one: the population's statistics), every window in order."""
+    step = MoodStep(model, config) if step is None else step
     n = stream.t.size
     probs = np.full((n, len(model.labels)), np.nan)
     arousal, valence = np.full(n, np.nan), np.full(n, np.nan)
@@ -134,6 +140,7 @@ def household_summary(clips: list[Clip], scored: list[Scored], *, labels: tuple[
         keep[np.asarray(only, dtype=int)] = True
     else:
         keep = np.ones(len(clips), dtype=bool)
+    keep &= np.array([not is_pooled(c.actor) for c in clips], dtype=bool)  # a pool of many people is no speaker
     has_calm = any(LABELS[c.label] == "calm" for c, k in zip(clips, keep) if k)
     to_corpus = np.array([LABELS.index("neutral") if (lab == "calm" and not has_calm) else LABELS.index(lab)
                           for lab in labels])
@@ -182,6 +189,75 @@ def household_summary(clips: list[Clip], scored: list[Scored], *, labels: tuple[
     return summary
 
 
+def _share(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def home_measures(model: Model, config: Config, clips: list[Clip], homes: list[tuple[HomePlan, Stream]]) -> list[dict[str, Any]]:
+    """The households of K voices (:func:`~ser_stream.training.streams.home_plans`), one row per
+    acoustics and K: the share of calm-talk hops (from the second pass on) in an emotional mood, the
+    changes into one per hour of calm talk, the share of the quarrel's hops from
+    QUARREL_SETTLE_SECONDS in that are agitated (mean over homes, and the lowest home), and the
+    voices the daemon knows at the end (mean over homes: more than K when anger made a voice of its own)."""
+    groups: dict[tuple[str, int], list[tuple[HomePlan, Stream]]] = {}
+    for plan, stream in homes:
+        groups.setdefault((plan.acoustics, len(plan.members)), []).append((plan, stream))
+    rows = []
+    for (acoustics, k), members in groups.items():
+        calm_hops = emotional = changes = 0
+        calm_seconds = 0.0
+        quarrel, voices = [], []
+        for plan, stream in members:
+            step = MoodStep(model, config)
+            scored = score_stream(model, config, stream, step=step)
+            t, moods = stream.t, scored.moods
+            start, end = float(stream.starts[plan.count_from]), float(stream.starts[plan.quarrel_from])
+            prev = "idle"
+            for j in np.flatnonzero((t > start) & (t <= end + 1e-9)):
+                trig = moods[j] not in CALM_MOODS
+                emotional += trig
+                changes += trig and moods[j] != prev
+                prev = moods[j]
+                calm_hops += 1
+            calm_seconds += end - start
+            q0, q1 = end, float(stream.ends[-1])
+            hops = np.flatnonzero((t >= q0 + QUARREL_SETTLE_SECONDS - 1e-9) & (t <= q1 + 1e-9))
+            if hops.size:
+                quarrel.append(sum(moods[j] in AGITATED for j in hops) / hops.size)
+            if step.adapter is not None:
+                voices.append(step.adapter.voice_count)
+        rows.append({"acoustics": acoustics, "k": k, "homes": len(members),
+                     "calm_emotional_share": round(emotional / max(calm_hops, 1), 4),
+                     "calm_changes_per_hour": round(changes / max(calm_seconds / 3600, 1e-9), 2),
+                     "quarrel_agitated_share": _share(quarrel),
+                     "quarrel_lowest_share": round(float(min(quarrel)), 4) if quarrel else None,
+                     "voices_at_end": _share(voices)})
+    return sorted(rows, key=lambda r: (HOME_ACOUSTICS.index(r["acoustics"]), r["k"]))
+
+
+def home_streams(clips: list[Clip], *, fdef: Any, config: Config, jobs: int, seed: int,
+                 sizes: tuple[int, ...] = HOUSEHOLD_SIZES,
+                 acoustics: tuple[str, ...] = HOME_ACOUSTICS) -> list[tuple[HomePlan, Stream]]:
+    """The households of ``sizes`` voices of ``clips`` heard through each of ``acoustics``, analysed."""
+    plans = [p for a in acoustics for p in home_plans(clips, sizes=sizes, acoustics=a, seed=seed)]
+    by_name = {p.name: p for p in plans}
+    streams = analyse_streams(clips, {p.name: list(p.order) for p in plans}, gap={p.name: list(p.gaps) for p in plans},
+                              fdef=fdef, config=config, jobs=jobs, seed=seed, plans=by_name)
+    return [(by_name[s.name], s) for s in streams]
+
+
+def home_rows(model: Model, config: Config, clips: list[Clip], homes: list[tuple[HomePlan, Stream]]) -> list[dict[str, Any]]:
+    """:func:`home_measures` as configured, each row with the same homes judged against one household
+    baseline beside it (``single_baseline``: ``adaptation.max_voices`` 0)."""
+    single = config.model_copy(update={"adaptation": config.adaptation.model_copy(update={"max_voices": 0})})
+    rows = home_measures(model, config, clips, homes)
+    if config.adaptation.enabled and config.adaptation.max_voices > 0 and model.voices is not None:
+        for row, other in zip(rows, home_measures(model, single, clips, homes)):
+            row["single_baseline"] = {k: other[k] for k in ("calm_emotional_share", "calm_changes_per_hour",
+                                                             "quarrel_agitated_share", "quarrel_lowest_share")}
+    return rows
+
+
 @dataclass
 class HouseholdStreams:
     """What the household protocol streams: one stream per speaker, the neutral households (one per
@@ -203,6 +279,7 @@ class CrossValidation:
     speaker_independent: dict[str, Any]
     oof: dict[str, list[dict[str, tuple[np.ndarray, np.ndarray]]]]  # heads -> held-out windows (fold_temperatures)
     models: list[Model]  # the fold models, uncalibrated
+    calibrated: list[Model]  # the same, calibrated as their held-out streams were scored
     scored: list[dict[str, list[Scored]]] | None = None  # per fold: "speakers", "neutral", "quarrels"
 
 
@@ -274,7 +351,7 @@ def household_cv(clips: list[Clip], data: Any, streams: HouseholdStreams, splits
     def others(parts: list[Any], k: int) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
         return [p for j, fold in enumerate(parts) if j != k for p in (fold if isinstance(fold, list) else [fold])]
 
-    folds, y_true, y_pred, per_fold = [], [], [], []
+    folds, y_true, y_pred, per_fold, fold_models = [], [], [], [], []
     for k, (_, te) in enumerate(splits):
         t = fold_temperatures(others(oof_stream, k))
         t_si = fold_temperatures(others(oof_si, k))
@@ -282,6 +359,7 @@ def household_cv(clips: list[Clip], data: Any, streams: HouseholdStreams, splits
         model = calibrated(models[k], speaker_independent=t_si, adaptive=t if adapting else None)
         if not adapting:
             model = calibrated(model, speaker_independent=t)
+        fold_models.append(model)
         fold = [score_stream(model, config, s) for s in by_fold[k]]
         fold_neutral = [score_stream(model, config, streams.neutral[k])]
         fold_quarrels = [score_stream(model, config, s) for s in of_fold(streams.quarrels, k)]
@@ -299,7 +377,7 @@ def household_cv(clips: list[Clip], data: Any, streams: HouseholdStreams, splits
     si = summarize_predictions(np.concatenate(y_true), np.concatenate(y_pred), labels=LABELS,
                                protocol="speaker-independent")
     oof = {"streamed": [p for fold in oof_stream for p in fold], "speaker-independent": oof_si}
-    return CrossValidation(summary, folds, si, oof, models, per_fold)
+    return CrossValidation(summary, folds, si, oof, models, fold_models, per_fold)
 
 
 def corpus_streams(clips: list[Clip], *, fdef: Any, config: Config, jobs: int, seed: int,
@@ -307,11 +385,12 @@ def corpus_streams(clips: list[Clip], *, fdef: Any, config: Config, jobs: int, s
     """One stream per speaker (seeded order, GAP_SECONDS apart), the neutral households (by default
     all neutral clips of the corpus in file order, else one per entry of ``neutral_groups``) and a
     quarrel per speaker with angry clips (:func:`~ser_stream.training.streams.quarrel_order`)."""
-    speakers = sorted({c.actor for c in clips}, key=str)
+    speakers = sorted({c.actor for c in clips if not is_pooled(c.actor)}, key=str)
     orders = {str(a): speaker_order(clips, a, seed=seed) for a in speakers}
     quarrels = {f"quarrel:{a}": q for a in speakers if (q := quarrel_order(clips, a, seed=seed)) is not None}
     if neutral_groups is None:
-        neutral_groups = {"neutral": [i for i, c in enumerate(clips) if LABELS[c.label] == "neutral"]}
+        calm = calm_label(clips)
+        neutral_groups = {"neutral": [i for i, c in enumerate(clips) if LABELS[c.label] == calm and not is_pooled(c.actor)]}
     neutral_groups = {k: v for k, v in neutral_groups.items() if v}
     orders.update({name: order for name, (order, _) in quarrels.items()})
     orders.update(neutral_groups)
@@ -351,12 +430,35 @@ def household_cross_validation(clips: list[Clip], data: Any, *, fdef: Any, confi
 
 def fold_streams(clips: list[Clip], splits: list[Any], *, fdef: Any, config: Config, jobs: int,
                  seed: int) -> HouseholdStreams:
-    """:func:`corpus_streams` with fold k's held-out neutral clips as ``neutral[k]``."""
-    groups = {f"fold{k}": [int(i) for i in te if LABELS[clips[int(i)].label] == "neutral"] for k, (_, te) in enumerate(splits)}
+    """:func:`corpus_streams` with fold k's held-out calm-talk clips (neutral, or calm in a corpus without
+    neutral: :func:`~ser_stream.training.streams.calm_label`) as ``neutral[k]``."""
+    groups = {}
+    for k, (_, te) in enumerate(splits):
+        held = [int(i) for i in te if not is_pooled(clips[int(i)].actor)]
+        calm = calm_label([clips[i] for i in held])
+        groups[f"fold{k}"] = [i for i in held if LABELS[clips[i].label] == calm]
     streams = corpus_streams(clips, fdef=fdef, config=config, jobs=jobs, seed=seed, neutral_groups=groups)
     by_name = {s.name: s for s in streams.neutral}
     streams.neutral = [by_name[f"fold{k}"] for k in range(len(splits))]
     return streams
+
+
+def fold_households(clips: list[Clip], data: Any, test: Any, model: Model, scored_model: Model, *, fdef: Any,
+                    config: Config, jobs: int, seed: int) -> dict[str, Any]:
+    """One fold's held-out speakers (the clips ``test``) as homes of K voices: ``households``
+    (:func:`home_rows` of ``scored_model``, the fold model as its streams were scored) and, with a
+    voice embedding, ``voices`` (:func:`~ser_stream.training.voices.voice_assignment` for 2, 4 and 6)."""
+    held = [clips[int(i)] for i in test]
+    homes = home_streams(held, fdef=fdef, config=config, jobs=jobs, seed=seed)
+    out: dict[str, Any] = {"households": home_rows(scored_model, config, held, homes)}
+    if model.voices is not None:
+        vectors = [data.test[int(i)] for i in test]
+        out["voices"] = [voice_assignment(held, vectors, model.voices, k=n, seed=seed,
+                                          max_voices=config.adaptation.max_voices or DEFAULT_MAX_VOICES)
+                         for n in VOICE_CHECK_SIZES]
+    log.info("held out %s: households %s; voices %s", sorted({c.corpus for c in held}), out["households"],
+             out.get("voices"))
+    return out
 
 
 def evaluate_household(model: Model, clips: list[Clip], *, config: Config, jobs: int, seed: int) -> dict[str, Any]:
@@ -367,6 +469,8 @@ def evaluate_household(model: Model, clips: list[Clip], *, config: Config, jobs:
     quarrels = [score_stream(model, config, s) for s in streams.quarrels]
     summary = household_summary(clips, scored, labels=model.labels, neutral=neutral_scored or None,
                                 quarrels=quarrels or None)
+    summary["households"] = home_rows(model, config, clips, home_streams(clips, fdef=model.features, config=config,
+                                                                          jobs=jobs, seed=seed))
     return {**summary, "adaptation": bool(config.adaptation.enabled and model.adaptive is not None),
             "household_prior": config.model.household_prior}
 
@@ -407,11 +511,14 @@ def leave_one_corpus_out(clips: list[Clip], data: Any, *, fdef: Any, config: Con
     off = household_cv(clips, data, streams, splits, fdef=fdef, config=flipped, seed=seed, jobs=jobs, models=on.models)
     other = "adaptation_off" if config.adaptation.enabled else "adaptation_on"
     rows = []
-    for fold, fold_other in zip(on.folds, off.folds):
+    for k, (fold, fold_other) in enumerate(zip(on.folds, off.folds)):
         row = {"corpus": fold["held_out"][0], "adaptation": config.adaptation.enabled, **_row(fold)}
-        row[other] = {k: v for k, v in _row(fold_other).items() if k != "n"}
+        row[other] = {key: v for key, v in _row(fold_other).items() if key != "n"}
+        row.update(fold_households(clips, data, splits[k][1], on.models[k], on.calibrated[k], fdef=fdef, config=config,
+                                   jobs=jobs, seed=seed))
         rows.append(row)
-    mean = _mean_row([{k: v for k, v in r.items() if k not in ("corpus", "adaptation", other)} for r in rows])
+    mean = _mean_row([{k: v for k, v in r.items() if k not in ("corpus", "adaptation", other, "households", "voices")}
+                      for r in rows])
     mean[other] = _mean_row([r[other] for r in rows])
     return {**on.household, "protocol": "leave-one-corpus-out", "rows": rows, "mean": mean,
             "speaker_independent_uar": on.speaker_independent["uar"]}

@@ -150,8 +150,14 @@ def evaluate_command(*, data_dirs: list[Path], protocol: str, seed: int, jobs: i
         from ..config import Config
         from .household import household_cross_validation
 
-        cv = household_cross_validation(data.clips, data, fdef=fdef, config=config or Config(), seed=seed, jobs=jobs)
-        summary = {**cv.household, "speaker_independent_uar": cv.speaker_independent["uar"]}
+        from .household import actor_folds, fold_households
+
+        config = config or Config()
+        splits = actor_folds(data.clips)
+        cv = household_cross_validation(data.clips, data, fdef=fdef, config=config, seed=seed, jobs=jobs, splits=splits)
+        folds = [fold_households(data.clips, data, te, cv.models[k], cv.calibrated[k], fdef=fdef, config=config,
+                                 jobs=jobs, seed=seed) for k, (_, te) in enumerate(splits)]
+        summary = {**cv.household, "speaker_independent_uar": cv.speaker_independent["uar"], "folds": folds}
     elif protocol == "leave-one-corpus-out":
         from ..config import Config
         from .household import leave_one_corpus_out
