@@ -13,10 +13,9 @@ mood whenever it talks. :class:`Household` tells the voices apart and gives each
   anger and sadness included, is what it learns to ignore), then length-normalised. Stored in the
   model bundle as plain arrays; one (D,) @ (D, E) product per speech window.
 - **Assignment**, online, on speech windows only: a window joins the voice whose centroid is the
-  most similar (cosine) when the similarity reaches the bundle's ``threshold``; the voice of the
-  window before is kept while it is within ``CONTINUITY_MARGIN`` of that (people talk in turns
-  longer than a hop, and a voice that rises in anger drifts from its calm centroid). Otherwise the
-  window starts a new voice. A voice is *tentative* until TENTATIVE_WINDOWS windows joined it; beyond
+  most similar (cosine) when the similarity reaches the bundle's ``threshold``, and otherwise starts
+  a new voice. (Keeping the previous window's voice down to 0.15 below the threshold merged
+  speakers far more often than it kept anger with its voice: models/README.md.) A voice is *tentative* until TENTATIVE_WINDOWS windows joined it; beyond
   ``max_voices`` the least recently heard voice is forgotten, tentative ones first.
 - **Each voice's statistics** start from the household's and move toward its own: its centre is its
   own calmer-half windows pooled with ``prior.windows`` pseudo-windows at the household's centre
@@ -41,10 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from .adaptation import RECENT_WINDOWS, ArousalBaseline, Prior, RunningStats, _median, arousal_logit, shrunk_mean
+from .adaptation import RECENT_WINDOWS, ArousalBaseline, Prior, RunningStats, _median, arousal_logit
 
 DEFAULT_MAX_VOICES = 6
-CONTINUITY_MARGIN = 0.15  # the previous window's voice is kept down to threshold - this
 TENTATIVE_WINDOWS = 5  # windows before a new voice counts as a voice of the home
 CENTROID_WINDOWS = 300  # beyond this a voice's centroid forgets exponentially (5 minutes of its speech)
 VOICE_PRIOR_WINDOWS = 60  # pseudo-windows at the household's arousal median in a voice's baseline (1 min of its speech)
@@ -117,10 +115,12 @@ class Voice:
         return self.windows < TENTATIVE_WINDOWS
 
     def similarity(self, e: np.ndarray) -> float:
+        """Cosine similarity of a unit embedding (E,) with the voice's centroid (-1 before any window)."""
         norm = float(np.linalg.norm(self.direction))
         return float(self.direction @ e) / norm if norm > 0 else -1.0
 
     def join(self, e: np.ndarray, *, tick: int) -> None:
+        """A window (its unit embedding) joins the voice at the household's window count ``tick``."""
         if self.windows >= CENTROID_WINDOWS:
             self.direction *= 1.0 - 1.0 / CENTROID_WINDOWS
         self.direction += e
@@ -130,8 +130,8 @@ class Voice:
     @property
     def mean(self) -> np.ndarray:
         """The voice's centre (D,): its own windows pooled with the household's centre."""
-        h = self.household
-        return shrunk_mean(n=self.n, s1=self.s1, prior=Prior(h.mean, h.prior.var, h.prior.windows))
+        w = self.household.prior.windows
+        return (w * self.household.mean + self.s1) / (w + self.n)
 
     def normalise(self, vector: np.ndarray) -> np.ndarray:
         return self.household.prior.normalise(vector, self.mean)
@@ -180,7 +180,6 @@ class Household:
         self.voices: list[Voice] = []
         self.tick = 0
         self.met = 0  # voices met since the reset
-        self._previous: Voice | None = None
 
     @property
     def n(self) -> float:
@@ -203,18 +202,13 @@ class Household:
         e = self.embedding.embed(vector)
         voice = self._assign(e)
         voice.join(e, tick=self.tick)
-        self._previous = voice
         return voice
 
     def _assign(self, e: np.ndarray) -> Voice:
-        threshold = self.embedding.threshold
-        prev = self._previous
-        if prev is not None and prev in self.voices and prev.similarity(e) >= threshold - CONTINUITY_MARGIN:
-            return prev
         if self.voices:
             sims = [v.similarity(e) for v in self.voices]
             best = int(np.argmax(sims))
-            if sims[best] >= threshold:
+            if sims[best] >= self.embedding.threshold:
                 return self.voices[best]
         if len(self.voices) >= self.max_voices:
             self.voices.remove(min(self.voices, key=lambda v: (not v.tentative, v.last_heard)))
@@ -275,10 +269,11 @@ class Household:
         keep = np.argsort(last)[-self.max_voices:] if self.max_voices > 0 else np.zeros(0, dtype=int)
         starts = np.concatenate([[0], np.cumsum(lengths)])
         for k in sorted(keep):
-            voice = Voice(self.stats, dims=dims, max_windows=self.max_windows)
+            voice = Voice(self.stats, dims=dims, max_windows=self.max_windows, number=len(self.voices) + 1)
             voice.direction, voice.windows, voice.last_heard = direction[k].copy(), int(windows[k]), int(last[k])
             voice.n, voice.s1 = float(min(n[k], self.max_windows)), s1[k] * (min(n[k], self.max_windows) / max(n[k], 1e-12))
             voice.arousal.load_array(logits[starts[k]:starts[k + 1]])
             self.voices.append(voice)
+        self.met = len(self.voices)
         self.tick = int(arrays.get("tick", last.max(initial=0)))
         return f"{household} and {self.voice_count} voices"

@@ -28,7 +28,7 @@ from ..voices import DEFAULT_MAX_VOICES, Household, VoiceEmbedding
 from .corpora import Clip, is_pooled
 
 EMBEDDING_DIMS = 48  # at most; fewer with fewer training speakers (speakers - 1)
-VOICE_THRESHOLD = 0.35  # cosine similarity at which a window joins a voice (chosen: models/README.md)
+VOICE_THRESHOLD = 0.5  # cosine similarity at which a window joins a voice (chosen: models/README.md)
 CALM_LABELS = ("neutral", "calm")
 VOICE_CHECK_SIZES = (2, 4, 6)  # households of the measure
 def voice_columns(fdef: FeatureDefinition) -> np.ndarray:

@@ -1,0 +1,178 @@
+"""Issue 29: the voices of a home, each judged against its own calm (ser_stream/voices.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser_stream.adaptation import Prior, RunningStats
+from ser_stream.model import load_model
+from ser_stream.voices import TENTATIVE_WINDOWS, Household, VoiceEmbedding, embedding_from_bundle
+
+D = 8
+PRIOR = Prior(mean=np.zeros(D), var=np.ones(D), windows=20.0)
+# the first two dimensions say who speaks; the embedding reads only them
+EMBEDDING = VoiceEmbedding(mean=np.zeros(D), projection=np.eye(D)[:, :2], threshold=0.8)
+VOICE_DIRECTIONS = {"a": (1.0, 0.0), "b": (0.0, 1.0), "c": (-1.0, 0.0), "d": (0.0, -1.0)}
+
+
+def window(who: str, rng: np.random.Generator, *, level: float = 0.0) -> np.ndarray:
+    """A speech window of voice ``who``: its direction in the two speaker dimensions, ``level`` in the others."""
+    v = rng.normal(0.0, 0.05, D)
+    v[:2] += VOICE_DIRECTIONS[who]
+    v[2:] += level
+    return v
+
+
+def household(**kw) -> Household:
+    return Household(prior=PRIOR, max_windows=1000, embedding=EMBEDDING, **kw)
+
+
+def test_windows_of_two_voices_go_to_two_voices_and_a_turn_stays_with_its_voice():
+    rng = np.random.default_rng(0)
+    h = household()
+    seen = {"a": set(), "b": set()}
+    for turn in range(20):
+        who = "ab"[turn % 2]
+        for _ in range(3):
+            seen[who].add(h.voice_of(window(who, rng)).number)
+    assert seen == {"a": {1}, "b": {2}} and h.voice_count == 2
+    # without an embedding (an older bundle) or with max_voices 0: one baseline, the household's
+    for one in (Household(prior=PRIOR, max_windows=1000), household(max_voices=0)):
+        assert one.voice_of(window("a", rng)) is one.stats and one.voice_count == 0
+
+
+def test_beyond_max_voices_the_least_recently_heard_voice_is_forgotten():
+    rng = np.random.default_rng(1)
+    h = household(max_voices=3)
+    for who in "abc":
+        for _ in range(TENTATIVE_WINDOWS):
+            h.voice_of(window(who, rng))
+    h.voice_of(window("a", rng))  # a spoke last, b longest ago
+    h.voice_of(window("d", rng))  # a fourth voice: b is forgotten
+    numbers = {v.number for v in h.voices}
+    assert numbers == {1, 3, 4} and len(h.voices) == 3
+    assert h.voice_count == 2  # d is tentative until it said more
+    # a tentative voice goes before any established one
+    h.voice_of(window("b", rng))
+    assert {v.number for v in h.voices} == {1, 3, 5}
+
+
+def test_a_new_voice_starts_from_the_households_statistics():
+    """Never from the population prior alone: its centre is the household's, its arousal baseline the household's median."""
+    rng = np.random.default_rng(2)
+    h = household()
+    for _ in range(200):
+        voice = h.voice_of(window("a", rng, level=3.0))
+        voice.relative_arousal(float(np.tanh(1.5 / 2)))  # the household usually sits at logit 1.5
+        voice.offer(window("a", rng, level=3.0), arousal=0.0)
+    new = h.voice_of(window("b", rng, level=3.0))
+    assert new.number == 2 and new.n == 0
+    np.testing.assert_allclose(new.mean, h.stats.mean)
+    assert h.stats.mean[2:].mean() > 2.0  # the household's centre has moved far from the population's 0
+    assert new.relative_arousal(float(np.tanh(1.5 / 2))) == pytest.approx(0.0, abs=0.05)
+
+
+def test_a_lively_voice_is_judged_against_its_own_calm_and_its_anger_is_still_heard():
+    """The issue's case: one voice always sounds livelier (logit +2) than the other (logit 0). With one
+    household baseline it sounds agitated whenever it talks; against its own calm it does not, and
+    its anger (logit +5) is still heard."""
+    rng = np.random.default_rng(3)
+
+    def talk(h: Household | RunningStats, who: str, z: float) -> float:
+        w = window(who, rng)
+        voice = h.voice_of(w)
+        rel = voice.relative_arousal(float(np.tanh(z / 2)))
+        voice.offer(w, arousal=rel)
+        return rel
+
+    results = {}
+    for name, h in (("voices", household()), ("one baseline", household(max_voices=0))):
+        for turn in range(100):  # a calm day: turns of 3 windows
+            who = "ab"[turn % 2]
+            for _ in range(3):
+                talk(h, who, (2.0 if who == "b" else 0.0) + rng.normal(0, 0.3))
+        lively = [talk(h, "b", 2.0 + rng.normal(0, 0.3)) for _ in range(10)]
+        angry = [talk(h, "a", 5.0) for _ in range(5)]
+        results[name] = (float(np.mean(lively)), float(np.mean(angry)))
+    assert results["voices"][0] == pytest.approx(0.0, abs=0.15)  # the lively voice at its own calm
+    assert results["one baseline"][0] > 0.25  # against the household's median (between the two) it sounds agitated
+    assert results["voices"][1] > 0.9  # anger in the calm voice is heard
+
+
+def test_voices_are_kept_across_restarts_and_an_older_file_is_read(tmp_path: Path, caplog):
+    from ser_stream.service import AdaptationStore
+
+    rng = np.random.default_rng(4)
+    h = household()
+    for turn in range(30):
+        who = "abc"[turn % 3]
+        for _ in range(4):
+            w = window(who, rng, level=1.0)
+            voice = h.voice_of(w)
+            voice.offer(w, arousal=voice.relative_arousal(float(rng.uniform(-0.5, 0.5))))
+    store = AdaptationStore(tmp_path, key="k", source="mic")
+    store.save(h)
+    path = tmp_path / "adaptation.npz"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # the voices of a home: this user alone
+    with np.load(path, allow_pickle=False) as data:
+        assert int(data["state_version"]) == 2 and data["voice_direction"].shape == (3, 2)
+    caplog.set_level(logging.INFO)
+    again = household()
+    store.load(again)
+    assert "and 3 voices restored from" in caplog.text
+    assert [v.number for v in again.voices] == [1, 2, 3]
+    for old, new in zip(h.voices, again.voices):
+        np.testing.assert_allclose(new.mean, old.mean)
+        assert new.arousal.median(anchor=0.3) == pytest.approx(old.arousal.median(anchor=0.3))
+        assert new.similarity(EMBEDDING.embed(window("a", rng))) == pytest.approx(
+            old.similarity(EMBEDDING.embed(window("a", rng))), abs=0.2)
+    assert again.voice_of(window("b", rng)).number == h.voice_of(window("b", rng)).number  # the same voice
+    # a file of today's release (no voices): the household's statistics are read, the voices learnt anew
+    v1 = household()
+    v1.load_arrays(h.stats.to_arrays())
+    assert v1.voices == [] and v1.stats.n == h.stats.n
+    # voices of another embedding are set aside, the household's statistics kept
+    other = Household(prior=PRIOR, max_windows=1000, embedding=replace(EMBEDDING, projection=np.eye(D)[:, 1:3]))
+    assert "another embedding" in other.load_arrays(h.to_arrays()) and other.voices == []
+    # damaged arrays are refused (the store logs them and starts from the population)
+    with pytest.raises(ValueError, match="non-finite"):
+        household().load_arrays({**h.to_arrays(), "voice_s1": np.full((3, D), np.nan)})
+    with pytest.raises(ValueError, match="do not fit"):
+        household().load_arrays({**h.to_arrays(), "voice_n": np.ones(2)})
+    with pytest.raises(ValueError, match="state_version 7"):
+        household().load_arrays({**h.to_arrays(), "state_version": np.array(7)})
+    # the reset (button, reset-adaptation) forgets the voices
+    again.reset()
+    assert again.voices == [] and again.stats.n == 0
+
+
+def test_the_bundle_carries_the_embedding_as_plain_arrays(tmp_path: Path):
+    from ser_stream.errors import ModelError
+
+    model = load_model(None)
+    d = model.features.vector_size
+    emb = VoiceEmbedding(mean=np.zeros(d), projection=np.ones((d, 4)) / d, threshold=0.35)
+    path = tmp_path / "m.npz"
+    replace(model, voices=emb).save(path)
+    back = load_model(path)
+    np.testing.assert_array_equal(back.voices.projection, emb.projection)
+    assert back.voices.threshold == 0.35
+    for bad, message in (({"mean": np.zeros(d), "projection": np.ones((d - 1, 4)), "threshold": 0.3}, "do not fit"),
+                         ({"mean": np.zeros(d), "projection": np.ones((d, 4)), "threshold": 1.5}, "threshold"),
+                         ({"mean": np.zeros(d), "projection": np.ones((d, 4))}, "voices.threshold")):
+        with pytest.raises(ValueError, match=message):
+            embedding_from_bundle(bad, n_in=d)
+    bundle = replace(model, voices=emb).to_bundle()
+    bundle["voices"]["projection"] = np.full((d, 4), np.inf)
+    from ser_stream.bundle import write_bundle
+
+    write_bundle(bundle, tmp_path / "bad.npz")
+    with pytest.raises(ModelError, match="voices holds non-finite"):
+        load_model(tmp_path / "bad.npz")
