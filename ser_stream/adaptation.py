@@ -73,6 +73,27 @@ def _median(values: deque[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
+def calmer_half(recent: deque[float], arousal: float | None) -> bool:
+    """Whether a window of ``arousal`` joins statistics that keep the calmer half of the speech: at or
+    below the median of ``recent`` (a bounded deque, to which it is appended first); always when
+    ``arousal`` is None (a model without an arousal head)."""
+    if arousal is None:
+        return True
+    recent.append(arousal)
+    return arousal <= _median(recent)
+
+
+def accumulate(n: float, s1: np.ndarray, vector: np.ndarray, *, max_windows: int) -> float:
+    """Add ``vector`` (D,) to the sum ``s1`` (in place) of ``n`` windows, forgetting exponentially beyond
+    ``max_windows`` (the sums are first scaled by 1 - 1/max_windows); returns the new count."""
+    if n + 1.0 > max_windows:
+        keep = 1.0 - 1.0 / max_windows
+        n *= keep
+        s1 *= keep
+    s1 += np.asarray(vector, dtype=np.float64)
+    return n + 1.0
+
+
 def shrunk_mean(*, n: float, s1: np.ndarray, prior: Prior) -> np.ndarray:
     """The mean (D,) of ``n`` windows (``s1`` = sum x) pooled with ``prior.windows`` pseudo-windows at the prior mean."""
     return (prior.windows * prior.mean + s1) / (prior.windows + n)
@@ -191,21 +212,14 @@ class RunningStats:
     def offer(self, vector: np.ndarray, *, arousal: float | None) -> bool:
         """Add a speech window's vector (D,) if it is among the calmer half of the recent speech by
         ``arousal`` (None, a model without an arousal head: always); returns whether it was added."""
-        if arousal is not None:
-            self._recent.append(arousal)
-            if arousal > _median(self._recent):
-                return False
+        if not calmer_half(self._recent, arousal):
+            return False
         self.update(vector)
         return True
 
     def update(self, vector: np.ndarray) -> None:
         """Add one speech window's vector (D,)."""
-        if self.n + 1.0 > self.max_windows:
-            keep = 1.0 - 1.0 / self.max_windows
-            self.n *= keep
-            self.s1 *= keep
-        self.n += 1.0
-        self.s1 += np.asarray(vector, dtype=np.float64)
+        self.n = accumulate(self.n, self.s1, vector, max_windows=self.max_windows)
         self._mean = shrunk_mean(n=self.n, s1=self.s1, prior=self.prior)
 
     def to_arrays(self) -> dict[str, np.ndarray]:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .adaptation import RECENT_WINDOWS, ArousalBaseline, Prior, RunningStats, _median, arousal_logit
+from .adaptation import RECENT_WINDOWS, ArousalBaseline, Prior, RunningStats, accumulate, arousal_logit, calmer_half
 
 DEFAULT_MAX_VOICES = 6
 TENTATIVE_WINDOWS = 5  # windows before a new voice counts as a voice of the home
@@ -147,16 +147,8 @@ class Voice:
     def offer(self, vector: np.ndarray, *, arousal: float | None) -> None:
         """The calmer half of the voice's speech joins its centre, and the household's (by their own medians)."""
         self.household.offer(vector, arousal=arousal)
-        if arousal is not None:
-            self._recent.append(arousal)
-            if arousal > _median(self._recent):
-                return
-        if self.n + 1.0 > self.max_windows:
-            keep = 1.0 - 1.0 / self.max_windows
-            self.n *= keep
-            self.s1 *= keep
-        self.n += 1.0
-        self.s1 += np.asarray(vector, dtype=np.float64)
+        if calmer_half(self._recent, arousal):
+            self.n = accumulate(self.n, self.s1, vector, max_windows=self.max_windows)
 
 
 class Household:

@@ -176,3 +176,38 @@ def test_the_bundle_carries_the_embedding_as_plain_arrays(tmp_path: Path):
     write_bundle(bundle, tmp_path / "bad.npz")
     with pytest.raises(ModelError, match="voices holds non-finite"):
         load_model(tmp_path / "bad.npz")
+
+
+def test_anger_splits_few_voices_and_two_speakers_are_rarely_merged(data_dir: Path):
+    """The measure of the issue on a small seeded subset of real corpora: an embedding fitted on nEMO's
+    and EmoDB's speakers (every emotion they act), households of two RAVDESS actors, their calm
+    clips then their emotional ones. The bounds are what the recipe reaches on this subset with a
+    margin, not the issue's targets (identified >= 0.90, merged <= 0.10; models/README.md has the figures)."""
+    from ser_stream.features import build_feature_matrices
+    from ser_stream.training.corpora import scan_corpora
+    from ser_stream.training.extract import DAEMON_VIEW, extract_dataset
+    from ser_stream.training.voices import fit_voice_embedding, voice_assignment
+
+    rng = np.random.default_rng(0)
+    clips = scan_corpora([data_dir / "ravdess", data_dir / "nemo", data_dir / "emodb"])
+
+    def pick(corpus: str, speakers: int, per_speaker: int) -> list:
+        names = sorted({c.actor for c in clips if c.corpus == corpus}, key=str)[:speakers]
+        out = []
+        for a in names:
+            mine = [c for c in clips if c.actor == a]
+            out += [mine[i] for i in sorted(rng.choice(len(mine), size=min(per_speaker, len(mine)), replace=False))]
+        return out
+
+    train = pick("nemo", 9, 16) + pick("emodb", 10, 16)
+    test = pick("ravdess", 4, 40)
+    fdef = build_feature_matrices()
+    train, vt = extract_dataset(train, fdef=fdef, jobs=2, views={"v": DAEMON_VIEW})
+    test, vs = extract_dataset(test, fdef=fdef, jobs=2, views={"v": DAEMON_VIEW})
+    embedding = fit_voice_embedding(train, vt["v"], fdef=fdef)
+    assert embedding is not None and embedding.projection.shape == (fdef.vector_size, 18)
+    result = voice_assignment(test, vs["v"], embedding, k=2, seed=0)
+    assert result["households"] == 2 and result["windows"] > 100
+    # measured 0.78 and 0.41 here; one voice for both speakers would give 1.0 and 0.5
+    assert result["identified"] >= 0.6, result
+    assert result["merged"] <= 0.45, result
