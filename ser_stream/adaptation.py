@@ -46,6 +46,8 @@ AROUSAL_WINDOWS = 600  # the household's arousal baseline: the median of the las
 RECENT_WINDOWS = 60  # the arousal median that decides which windows join the statistics (1 min of speech)
 MAX_WINDOWS = 1000  # beyond this the statistics forget exponentially (about 17 minutes of speech)
 STD_FLOOR = 1e-6
+SPREAD_FLOOR = 0.5  # of the reference: a monotone household is not amplified beyond twice
+SPREAD_MIN_WINDOWS = 60  # speech windows before the household's spread is its own
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,11 @@ class ArousalBaseline:
     """The median arousal logit of the household's last ``max_windows`` speech windows, pooled with
     ``prior_windows`` pseudo-windows at 0 (the head's own boundary). Owned by the pipeline thread."""
 
-    def __init__(self, *, max_windows: int = AROUSAL_WINDOWS, prior_windows: int = int(PRIOR_WINDOWS)) -> None:
+    def __init__(self, *, max_windows: int = AROUSAL_WINDOWS, prior_windows: int = int(PRIOR_WINDOWS),
+                 spread_reference: float | None = None) -> None:
         self.max_windows = max_windows
         self.prior_windows = prior_windows
+        self.spread_reference = spread_reference
         self.reset()
 
     def reset(self) -> None:
@@ -137,9 +141,27 @@ class ArousalBaseline:
 
         return kth(n // 2) if n % 2 else 0.5 * (kth(n // 2 - 1) + kth(n // 2))
 
-    def relative(self, arousal: float) -> float:
-        """``arousal`` ([-1, 1]) relative to the household: tanh((logit - median) / 2)."""
-        return math.tanh(0.5 * (arousal_logit(arousal) - self.median()))
+    def relative(self, arousal: float, *, anchor: float = 0.0, scale: float = 1.0) -> float:
+        """``arousal`` ([-1, 1]) relative to this baseline: tanh(scale (logit - median) / 2), the median
+        pooled with pseudo-windows at ``anchor``; ``scale``: :meth:`spread_scale` of the household."""
+        return math.tanh(0.5 * scale * (arousal_logit(arousal) - self.median(anchor=anchor)))
+
+    def spread(self) -> float | None:
+        """The interquartile range of the recent logits, once SPREAD_MIN_WINDOWS were heard (else None)."""
+        values = self._sorted
+        if len(values) < SPREAD_MIN_WINDOWS:
+            return None
+        return values[(3 * len(values)) // 4] - values[len(values) // 4]
+
+    def spread_scale(self) -> float:
+        """What relative logits are multiplied by so that this household's spread counts as
+        ``spread_reference`` logit units (the spread floored at SPREAD_FLOOR of it): distance and noise
+        shrink the head's range, a lively household widens it (``adaptation.arousal_spread``). 1 without
+        a reference, or before SPREAD_MIN_WINDOWS were heard."""
+        spread = self.spread()
+        if self.spread_reference is None or spread is None:
+            return 1.0
+        return self.spread_reference / max(spread, SPREAD_FLOOR * self.spread_reference)
 
     def add(self, arousal: float) -> None:
         z = arousal_logit(arousal)
@@ -170,14 +192,15 @@ class RunningStats:
     centre follows a household that changes. Owned by the pipeline thread.
     """
 
-    def __init__(self, *, prior: Prior, max_windows: int = MAX_WINDOWS) -> None:
+    def __init__(self, *, prior: Prior, max_windows: int = MAX_WINDOWS, spread_reference: float | None = None) -> None:
         self.prior = prior
         self.max_windows = max_windows
+        self.spread_reference = spread_reference
         self.reset()
 
     def reset(self) -> None:
         """Back to the population statistics (and the arousal head's own boundary)."""
-        self.arousal = ArousalBaseline()
+        self.arousal = ArousalBaseline(spread_reference=self.spread_reference)
         self._recent: deque[float] = deque(maxlen=RECENT_WINDOWS)
         self.n = 0.0
         self.s1 = np.zeros(self.prior.mean.shape[0])
@@ -205,7 +228,7 @@ class RunningStats:
     def relative_arousal(self, arousal: float) -> float:
         """A speech window's ``arousal`` relative to the household's speech before it; the window
         then joins the household's :class:`ArousalBaseline`."""
-        relative = self.arousal.relative(arousal)
+        relative = self.arousal.relative(arousal, scale=self.arousal.spread_scale())
         self.arousal.add(arousal)
         return relative
 

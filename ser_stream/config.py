@@ -200,6 +200,11 @@ class AdaptationConfig(_Section):
     max_voices: int = Field(default=6, ge=0, le=32)
     """Voices of the home told apart, each judged against its own calm (the least recently heard is
     forgotten beyond it); 0 = one baseline for every voice. Needs a model with a voice embedding."""
+    arousal_spread: float | None = Field(default=None, gt=0.0, le=10.0)
+    """Scale the relative arousal so that the household's own spread of arousal (the interquartile
+    range of its recent speech's logits, once 60 windows were heard; floored at half this value)
+    counts as this many logit units: distance and noise shrink the range, a lively home widens it.
+    null = unscaled (models/README.md: measured, not yet the default)."""
     persist: bool = True
     """Keep the statistics in ``state.directory`` across restarts (microphone input only;
     ``run --input`` adapts within the file and starts from the population)."""

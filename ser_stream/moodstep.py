@@ -33,8 +33,9 @@ def make_adapter(config: Config, model: Model) -> Household | None:
     of the home when the model has a voice embedding and ``adaptation.max_voices`` > 0."""
     if not adapts(config, model):
         return None
-    return Household(prior=model.adaptive.prior, max_windows=config.adaptation.max_windows, embedding=model.voices,
-                     max_voices=config.adaptation.max_voices)
+    a = config.adaptation
+    return Household(prior=model.adaptive.prior, max_windows=a.max_windows, embedding=model.voices,
+                     max_voices=a.max_voices, spread_reference=a.arousal_spread)
 
 
 def make_tracker(config: Config, model: Model) -> MoodTracker:

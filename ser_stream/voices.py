@@ -33,14 +33,13 @@ Pure numpy; a :class:`Household` and its voices are owned by the pipeline thread
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .adaptation import RECENT_WINDOWS, ArousalBaseline, Prior, RunningStats, accumulate, arousal_logit, calmer_half
+from .adaptation import RECENT_WINDOWS, ArousalBaseline, Prior, RunningStats, accumulate, calmer_half
 
 DEFAULT_MAX_VOICES = 6
 TENTATIVE_WINDOWS = 5  # windows before a new voice counts as a voice of the home
@@ -139,7 +138,8 @@ class Voice:
     def relative_arousal(self, arousal: float) -> float:
         """``arousal`` relative to this voice's baseline (pooled with the household's median); the
         window then joins both baselines."""
-        relative = math.tanh(0.5 * (arousal_logit(arousal) - self.arousal.median(anchor=self.household.arousal.median())))
+        home = self.household.arousal
+        relative = self.arousal.relative(arousal, anchor=home.median(), scale=home.spread_scale())
         self.arousal.add(arousal)
         self.household.arousal.add(arousal)
         return relative
@@ -158,9 +158,9 @@ class Household:
     ``normalise``, ``relative_arousal`` and ``offer``. Owned by the pipeline thread."""
 
     def __init__(self, *, prior: Prior, max_windows: int, embedding: VoiceEmbedding | None = None,
-                 max_voices: int = DEFAULT_MAX_VOICES) -> None:
+                 max_voices: int = DEFAULT_MAX_VOICES, spread_reference: float | None = None) -> None:
         self.prior = prior
-        self.stats = RunningStats(prior=prior, max_windows=max_windows)
+        self.stats = RunningStats(prior=prior, max_windows=max_windows, spread_reference=spread_reference)
         self.embedding = embedding if max_voices > 0 else None
         self.max_voices = max_voices
         self.max_windows = max_windows

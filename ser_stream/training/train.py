@@ -14,7 +14,7 @@ from ..adaptation import PRIOR_WINDOWS
 from ..config import Config
 from ..errors import InputMissingError
 from ..model import LABELS
-from .corpora import corpora_of, scan_corpora
+from .corpora import corpora_of, is_pooled, scan_corpora
 from .extract import ADAPTIVE_AUGMENT_COPIES, TRAIN_HOP_SECONDS, TRAIN_WINDOW_SECONDS, extract_for_training
 from .fit import DIMENSION_MLP_PARAMS, DIMENSION_TARGETS, MLP_PARAMS, calibrated, fit_model, stack_windows
 from .household import actor_folds, corpus_folds, fold_temperatures, household_cross_validation
@@ -95,10 +95,18 @@ def train_command(*, data_dirs: list[Path], out: Path, seed: int, jobs: int,
                                                       "(half the time neutral and calm ones only), 3 s windows, 1 s hop",
                            "normalisation": "centred on the speaker's shrunk mean, divided by the population's spread",
                            "augment_copies": min(data.augment_copies, ADAPTIVE_AUGMENT_COPIES)},
+            "voices": None if model.voices is None else {
+                "embedding": "linear discriminant analysis of the window vectors' log-mel and MFCC means and "
+                             "standard deviations, speakers as classes over every emotion (pooled ids left out), "
+                             "every training view",
+                "dimensions": int(model.voices.projection.shape[1]),
+                "speakers": len({c.actor for c in clips if not is_pooled(c.actor)}),
+                "threshold": model.voices.threshold},
         },
         "versions": _versions(),
-        "license": "Trained on " + ", ".join(corpora_of(clips)) + "; the bundle is CC BY-NC-SA 4.0 (RAVDESS and "
-                   "nEMO are CC BY-NC-SA 4.0, EmoDB CC0 1.0): non-commercial use only, attribution, share-alike.",
+        "license": "Trained on " + ", ".join(corpora_of(clips)) + "; the bundle is CC BY-NC-SA 4.0 (RAVDESS, nEMO "
+                   "and emospeech are CC BY-NC-SA 4.0, EmoDB CC0 1.0): non-commercial use only, attribution, "
+                   "share-alike.",
     }
     if validate:
         cv = household_cross_validation(clips, data, fdef=fdef, config=Config(), seed=seed, jobs=jobs, splits=splits,
