@@ -211,3 +211,28 @@ def test_anger_splits_few_voices_and_two_speakers_are_rarely_merged(data_dir: Pa
     # measured 0.78 and 0.41 here; one voice for both speakers would give 1.0 and 0.5
     assert result["identified"] >= 0.6, result
     assert result["merged"] <= 0.45, result
+
+
+def test_arousal_scaled_by_the_households_own_spread_survives_a_range_that_shrinks_with_distance():
+    """adaptation.arousal_spread: far from the microphone the head's logits spread over 0.4 of their
+    range; scaled by the household's own spread, the same anger is as far above the calm as near it."""
+    from ser_stream.adaptation import SPREAD_MIN_WINDOWS, ArousalBaseline
+
+    rng = np.random.default_rng(5)
+    calm = rng.normal(0.0, 1.0, 300)
+    answers = {}
+    for name, squeeze in (("near", 1.0), ("far", 0.4)):
+        for reference in (None, 1.0):
+            b = ArousalBaseline(spread_reference=reference)
+            for i, z in enumerate(calm):
+                if i == SPREAD_MIN_WINDOWS - 2:
+                    assert b.spread_scale() == 1.0  # not yet its own spread
+                b.add(float(np.tanh(squeeze * z / 2)))
+            answers[name, reference] = b.relative(float(np.tanh(squeeze * 3.0 / 2)), scale=b.spread_scale())
+    assert answers["far", None] < 0.6 < 0.85 < answers["near", None]  # unscaled, the far quarrel is much lower
+    assert answers["far", 1.0] == pytest.approx(answers["near", 1.0], abs=0.05) and answers["far", 1.0] > 0.7
+    # a monotone household is amplified at most twice (the floor)
+    flat = ArousalBaseline(spread_reference=1.0)
+    for z in rng.normal(0.0, 0.01, 100):
+        flat.add(float(np.tanh(z / 2)))
+    assert flat.spread_scale() == pytest.approx(2.0)
