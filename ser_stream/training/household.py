@@ -342,7 +342,9 @@ def household_cv(clips: list[Clip], data: Any, streams: HouseholdStreams, splits
         return [s for s in kind if fold_of[clips[int(s.clips[0])].actor] == k]
 
     by_fold = [of_fold(streams.speakers, k) for k in range(len(splits))]
-    raw = config.model_copy(update={"model": config.model.model_copy(update={"household_prior": None})})
+    # temperatures calibrate the heads' own logits: no household prior, no spread scaling of the arousal
+    raw = config.model_copy(update={"model": config.model.model_copy(update={"household_prior": None}),
+                                    "adaptation": config.adaptation.model_copy(update={"arousal_spread": None})})
     adapting = config.adaptation.enabled
     # held-out windows at temperature 1, per fold: the streamed heads and the speaker-independent ones
     oof_stream = [[_attributed(score_stream(models[k], raw, s), clips) for s in by_fold[k]] for k in range(len(splits))]
