@@ -197,9 +197,11 @@ class AdaptationConfig(_Section):
     stream hears, starting from the training population's (needs a model with an adaptive head)."""
     max_windows: int = Field(default=1000, ge=10, le=1_000_000)
     """Speech windows the statistics remember; older ones fade out exponentially."""
-    max_voices: int = Field(default=6, ge=0, le=32)
+    max_voices: int = Field(default=0, ge=0, le=32)
     """Voices of the home told apart, each judged against its own calm (the least recently heard is
-    forgotten beyond it); 0 = one baseline for every voice. Needs a model with a voice embedding."""
+    forgotten beyond it); 0 (the default until the embedding follows a voice into anger:
+    models/README.md) = one baseline for every voice. Needs a model with a voice embedding; 6 is
+    what the measurements used."""
     arousal_spread: float | None = Field(default=None, gt=0.0, le=10.0)
     """Scale the relative arousal so that the household's own spread of arousal (the interquartile
     range of its recent speech's logits, once 60 windows were heard; floored at half this value)

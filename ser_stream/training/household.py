@@ -247,14 +247,19 @@ def home_streams(clips: list[Clip], *, fdef: Any, config: Config, jobs: int, see
 
 
 def home_rows(model: Model, config: Config, clips: list[Clip], homes: list[tuple[HomePlan, Stream]]) -> list[dict[str, Any]]:
-    """:func:`home_measures` as configured, each row with the same homes judged against one household
-    baseline beside it (``single_baseline``: ``adaptation.max_voices`` 0)."""
-    single = config.model_copy(update={"adaptation": config.adaptation.model_copy(update={"max_voices": 0})})
+    """:func:`home_measures` as configured and, for a model with a voice embedding (and adaptation on),
+    the same homes with the voices switched the other way beside each row: ``single_baseline``
+    (``adaptation.max_voices`` 0) when they are on, ``voices`` (DEFAULT_MAX_VOICES) when they are off."""
     rows = home_measures(model, config, clips, homes)
-    if config.adaptation.enabled and config.adaptation.max_voices > 0 and model.voices is not None:
-        for row, other in zip(rows, home_measures(model, single, clips, homes)):
-            row["single_baseline"] = {k: other[k] for k in ("calm_emotional_share", "calm_changes_per_hour",
-                                                             "quarrel_agitated_share", "quarrel_lowest_share")}
+    if not config.adaptation.enabled or model.voices is None:
+        return rows
+    voices_on = config.adaptation.max_voices > 0
+    name = "single_baseline" if voices_on else "voices"
+    other = config.model_copy(update={"adaptation": config.adaptation.model_copy(
+        update={"max_voices": 0 if voices_on else DEFAULT_MAX_VOICES})})
+    for row, beside in zip(rows, home_measures(model, other, clips, homes)):
+        row[name] = {k: beside[k] for k in ("calm_emotional_share", "calm_changes_per_hour", "quarrel_agitated_share",
+                                            "quarrel_lowest_share", "voices_at_end")}
     return rows
 
 
@@ -342,9 +347,11 @@ def household_cv(clips: list[Clip], data: Any, streams: HouseholdStreams, splits
         return [s for s in kind if fold_of[clips[int(s.clips[0])].actor] == k]
 
     by_fold = [of_fold(streams.speakers, k) for k in range(len(splits))]
-    # temperatures calibrate the heads' own logits: no household prior, no spread scaling of the arousal
+    # temperatures calibrate the heads' own logits: no household prior, one household baseline (no
+    # voices), no spread scaling of the arousal
     raw = config.model_copy(update={"model": config.model.model_copy(update={"household_prior": None}),
-                                    "adaptation": config.adaptation.model_copy(update={"arousal_spread": None})})
+                                    "adaptation": config.adaptation.model_copy(update={"arousal_spread": None,
+                                                                                       "max_voices": 0})})
     adapting = config.adaptation.enabled
     # held-out windows at temperature 1, per fold: the streamed heads and the speaker-independent ones
     oof_stream = [[_attributed(score_stream(models[k], raw, s), clips) for s in by_fold[k]] for k in range(len(splits))]
