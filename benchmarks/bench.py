@@ -153,7 +153,8 @@ def per_hop_ours(audio: Path, hops: int) -> list[float]:
 
 def voice_times(model, config, vectors: list) -> list[float]:
     """What telling voices apart costs alone, on each speech hop (the only hops it runs on): the
-    embedding and the choice of a voice (already inside the per-hop times above)."""
+    embedding and the choice of a voice (already inside the per-hop times above); nothing when the
+    configuration (``adaptation.max_voices``, e.g. from the environment) or the model has no voices."""
     from ser_stream.moodstep import make_adapter
 
     household = make_adapter(config, model)
@@ -339,7 +340,7 @@ def main() -> None:
          f"{h16['seed']['median_ms']} / {h16['seed']['p95_ms']}", f"{h16['ratio_median']}x"),
         ("  of it: telling voices apart (speech hops only), median / p95 (ms)",
          f"{h16['ser_stream']['voice_alone']['median_ms']} / {h16['ser_stream']['voice_alone']['p95_ms']}"
-         if "voice_alone" in h16["ser_stream"] else "(no voice embedding)", "", ""),
+         if "voice_alone" in h16["ser_stream"] else "(voices off: SER_STREAM_ADAPTATION__MAX_VOICES=6 turns them on)", "", ""),
         ("  seed recipe with 1 BLAS thread", "", f"{h16['seed_1_blas_thread']['median_ms']} / {h16['seed_1_blas_thread']['p95_ms']}",
          f"{h16['ratio_median_1_blas_thread']}x"),
         ("per-hop CPU, 48 kHz, median / p95 (ms)",
