@@ -21,6 +21,7 @@ import json
 import os
 import stat
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,10 @@ def read_bundle(path: Path) -> tuple[dict[str, Any], str]:
                 raise ValueError(f"{META_ENTRY} is not a JSON document")
             meta = json.loads(raw.tobytes().decode("utf-8"))
             arrays = {name: z[name] for name in z.files if name != META_ENTRY}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, io.UnsupportedOperation) as exc:
-        # object arrays raise ValueError here ("Object arrays cannot be loaded when allow_pickle=False")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError,
+            io.UnsupportedOperation) as exc:
+        # object arrays raise ValueError here ("Object arrays cannot be loaded when allow_pickle=False");
+        # a damaged compressed entry raises zlib.error
         raise ModelError(f"{path}: cannot read model bundle: {type(exc).__name__}: {exc}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("bundle"), dict):
         raise ModelError(f"{path}: cannot read model bundle: {META_ENTRY} holds no bundle")

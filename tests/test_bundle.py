@@ -87,3 +87,28 @@ def test_convert_model_turns_a_trusted_joblib_bundle_into_data(tmp_path: Path, c
     assert r.returncode == 0
     r = cli("convert-model", str(tmp_path / "old.joblib"), str(tmp_path / "new.joblib"))
     assert r.returncode == 2 and "must end in .npz" in r.stderr.decode()
+
+
+def test_a_damaged_compressed_entry_is_a_clear_model_error(tmp_path):
+    """A bundle whose deflated array data is damaged (a bad disk, a cut download) is refused with the
+    file named and exit 78, never a zlib traceback (found by the bundle fuzzer on the 2026-12-04 model)."""
+    import zipfile
+
+    import numpy as np
+    import pytest
+
+    from ser_stream.bundle import read_bundle, write_bundle
+    from ser_stream.errors import ModelError
+
+    path = tmp_path / "m.npz"
+    write_bundle({"x": np.arange(20000, dtype=np.float64)}, path)
+    with zipfile.ZipFile(path) as z:
+        info = next(i for i in z.infolist() if i.filename.startswith("x"))
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for k in range(start + 20, start + 60):  # inside the deflated stream
+        data[k] ^= 0xA5
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="m.npz: cannot read model bundle") as err:
+        read_bundle(path)
+    assert err.value.exit_code == 78
