@@ -236,3 +236,38 @@ def test_arousal_scaled_by_the_households_own_spread_survives_a_range_that_shrin
     for z in rng.normal(0.0, 0.01, 100):
         flat.add(float(np.tanh(z / 2)))
     assert flat.spread_scale() == pytest.approx(2.0)
+
+
+def test_homes_of_k_voices_are_seeded_households_heard_dry_near_and_far(data_dir: Path):
+    """evaluate's homes of K voices: disjoint households of speakers with calm and angry clips, calm
+    talk for three passes then one member's quarrel; each voice its own room; scored through MoodStep."""
+    from ser_stream.config import Config
+    from ser_stream.training.corpora import scan_corpora
+    from ser_stream.training.household import home_rows, home_streams
+    from ser_stream.training.streams import CALM_PASSES, home_plans
+
+    clips = scan_corpora([data_dir / "emodb"])
+    plans = home_plans(clips, sizes=(1, 3), acoustics="far", seed=0)
+    assert plans == home_plans(clips, sizes=(1, 3), acoustics="far", seed=0)  # seeded
+    threes = [p for p in plans if len(p.members) == 3]
+    assert len(threes) == 3 and len({m for p in threes for m in p.members}) == 9  # disjoint
+    for p in plans:
+        calm, quarrel = p.order[:p.quarrel_from], p.order[p.quarrel_from:]
+        assert {clips[i].actor for i in calm} == set(p.members) and all(clips[i].label == 0 for i in calm)
+        assert {clips[i].actor for i in quarrel} == {p.quarreler}
+        assert all(clips[i].label == 4 for i in quarrel)  # angry
+        assert 0 < p.count_from < p.quarrel_from and len(calm) >= CALM_PASSES * len(p.members)
+        rooms = {clips[i].actor: r for i, r in zip(p.order, p.rooms)}
+        assert len({r.seed for r in rooms.values()}) == len(p.members)  # each voice its own room
+        assert all(-20 <= r.gain_db <= -8 and 0.4 <= r.rt60 <= 0.8 for r in rooms.values())
+    # a small subset, streamed and scored with the shipped model: the voices switched the other way beside it
+    keep = {a for p in threes[:1] for a in p.members}
+    subset = [c for c in clips if c.actor in keep]
+    homes = home_streams(subset, fdef=load_model(None).features, config=Config(), jobs=2, seed=0, sizes=(3,),
+                         acoustics=("dry", "far"))
+    assert [p.acoustics for p, _ in homes] == ["dry", "far"]
+    rows = home_rows(load_model(None), Config(), homes)
+    assert [(r["acoustics"], r["k"], r["homes"]) for r in rows] == [("dry", 3, 1), ("far", 3, 1)]
+    for r in rows:
+        assert 0.0 <= r["calm_emotional_share"] <= 1.0 and 0.0 <= r["quarrel_agitated_share"] <= 1.0
+        assert r["voices"]["voices_at_end"] >= 1  # the voices measured beside the default single baseline

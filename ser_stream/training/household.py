@@ -92,18 +92,28 @@ def _mood_follows(clips: list[Clip], scored: list[Scored]) -> dict[str, float | 
             "agitated_windows_in_own_mood": round(own / total, 4)}
 
 
+def emotional_moods(moods: list[str]) -> tuple[int, int]:
+    """(hops in an emotional mood (not neutral, calm or idle), changes into one) of a run of moods,
+    the first compared with ``idle``."""
+    emotional = changes = 0
+    prev = "idle"
+    for mood in moods:
+        trig = mood not in CALM_MOODS
+        emotional += trig
+        changes += trig and mood != prev
+        prev = mood
+    return emotional, changes
+
+
 def false_triggers(scored: list[Scored]) -> dict[str, Any]:
     """Neutral talk: the share of windows whose mood is an emotion (not neutral, calm or idle), and
     the changes into such a mood per hour of stream."""
     windows = emotional = changes = 0
     seconds = 0.0
     for s in scored:
-        prev = "idle"
-        for mood in s.moods:
-            trig = mood not in CALM_MOODS
-            emotional += trig
-            changes += trig and mood != prev
-            prev = mood
+        e, c = emotional_moods(s.moods)
+        emotional += e
+        changes += c
         windows += len(s.moods)
         seconds += s.stream.seconds
     return {"windows": windows, "hours": round(seconds / 3600, 3),
@@ -193,7 +203,7 @@ def _share(values: list[float]) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
-def home_measures(model: Model, config: Config, clips: list[Clip], homes: list[tuple[HomePlan, Stream]]) -> list[dict[str, Any]]:
+def home_measures(model: Model, config: Config, homes: list[tuple[HomePlan, Stream]]) -> list[dict[str, Any]]:
     """The households of K voices (:func:`~ser_stream.training.streams.home_plans`), one row per
     acoustics and K: the share of calm-talk hops (from the second pass on) in an emotional mood, the
     changes into one per hour of calm talk, the share of the quarrel's hops from
@@ -212,13 +222,11 @@ def home_measures(model: Model, config: Config, clips: list[Clip], homes: list[t
             scored = score_stream(model, config, stream, step=step)
             t, moods = stream.t, scored.moods
             start, end = float(stream.starts[plan.count_from]), float(stream.starts[plan.quarrel_from])
-            prev = "idle"
-            for j in np.flatnonzero((t > start) & (t <= end + 1e-9)):
-                trig = moods[j] not in CALM_MOODS
-                emotional += trig
-                changes += trig and moods[j] != prev
-                prev = moods[j]
-                calm_hops += 1
+            calm = [moods[j] for j in np.flatnonzero((t > start) & (t <= end + 1e-9))]
+            e, c = emotional_moods(calm)
+            emotional += e
+            changes += c
+            calm_hops += len(calm)
             calm_seconds += end - start
             q0, q1 = end, float(stream.ends[-1])
             hops = np.flatnonzero((t >= q0 + QUARREL_SETTLE_SECONDS - 1e-9) & (t <= q1 + 1e-9))
@@ -246,18 +254,18 @@ def home_streams(clips: list[Clip], *, fdef: Any, config: Config, jobs: int, see
     return [(by_name[s.name], s) for s in streams]
 
 
-def home_rows(model: Model, config: Config, clips: list[Clip], homes: list[tuple[HomePlan, Stream]]) -> list[dict[str, Any]]:
+def home_rows(model: Model, config: Config, homes: list[tuple[HomePlan, Stream]]) -> list[dict[str, Any]]:
     """:func:`home_measures` as configured and, for a model with a voice embedding (and adaptation on),
     the same homes with the voices switched the other way beside each row: ``single_baseline``
     (``adaptation.max_voices`` 0) when they are on, ``voices`` (DEFAULT_MAX_VOICES) when they are off."""
-    rows = home_measures(model, config, clips, homes)
+    rows = home_measures(model, config, homes)
     if not config.adaptation.enabled or model.voices is None:
         return rows
     voices_on = config.adaptation.max_voices > 0
     name = "single_baseline" if voices_on else "voices"
     other = config.model_copy(update={"adaptation": config.adaptation.model_copy(
         update={"max_voices": 0 if voices_on else DEFAULT_MAX_VOICES})})
-    for row, beside in zip(rows, home_measures(model, other, clips, homes)):
+    for row, beside in zip(rows, home_measures(model, other, homes)):
         row[name] = {k: beside[k] for k in ("calm_emotional_share", "calm_changes_per_hour", "quarrel_agitated_share",
                                             "quarrel_lowest_share", "voices_at_end")}
     return rows
@@ -459,7 +467,7 @@ def fold_households(clips: list[Clip], data: Any, test: Any, model: Model, score
     voice embedding, ``voices`` (:func:`~ser_stream.training.voices.voice_assignment` for 2, 4 and 6)."""
     held = [clips[int(i)] for i in test]
     homes = home_streams(held, fdef=fdef, config=config, jobs=jobs, seed=seed)
-    out: dict[str, Any] = {"households": home_rows(scored_model, config, held, homes)}
+    out: dict[str, Any] = {"households": home_rows(scored_model, config, homes)}
     if model.voices is not None:
         vectors = [data.test[int(i)] for i in test]
         out["voices"] = [voice_assignment(held, vectors, model.voices, k=n, seed=seed,
@@ -478,8 +486,8 @@ def evaluate_household(model: Model, clips: list[Clip], *, config: Config, jobs:
     quarrels = [score_stream(model, config, s) for s in streams.quarrels]
     summary = household_summary(clips, scored, labels=model.labels, neutral=neutral_scored or None,
                                 quarrels=quarrels or None)
-    summary["households"] = home_rows(model, config, clips, home_streams(clips, fdef=model.features, config=config,
-                                                                          jobs=jobs, seed=seed))
+    summary["households"] = home_rows(model, config, home_streams(clips, fdef=model.features, config=config, jobs=jobs,
+                                                                   seed=seed))
     return {**summary, "adaptation": bool(config.adaptation.enabled and model.adaptive is not None),
             "household_prior": config.model.household_prior}
 
