@@ -157,12 +157,12 @@ def fit_adaptive(clips: list[Clip], stats_vecs: list[np.ndarray], train_vecs: li
     rng = np.random.default_rng(seed)
     calm_only = heard == "calm"
     # a clip of a pool of many people (emospeech's "unknown") is a speaker of its own, heard for the first time
-    actors = sorted({clips[i].actor if not is_pooled(clips[i].actor) else f"pool#{i}" for i in indices}, key=str)
-    by_actor = {a: [] for a in actors}
+    speaker = {i: f"pool#{i}" if is_pooled(clips[i].actor) else clips[i].actor for i in indices}
+    by_actor = {a: [] for a in sorted(set(speaker.values()), key=str)}
     for i in indices:
-        by_actor[clips[i].actor if not is_pooled(clips[i].actor) else f"pool#{i}"].append(i)
+        by_actor[speaker[i]].append(i)
     windows = {a: stats_windows(idx, clips, stats_vecs, realistic=calm_only or heard == "mixed") for a, idx in by_actor.items()
-               if not str(a).startswith("pool#")}
+               if not is_pooled(clips[idx[0]].actor)}
     corpus_of = {a: clips[by_actor[a][0]].corpus for a in windows}
 
     def population(stat: str) -> np.ndarray:  # the mean over corpora of the mean over their speakers

@@ -121,14 +121,19 @@ def false_triggers(scored: list[Scored]) -> dict[str, Any]:
             "changes_per_hour": round(changes / max(seconds / 3600, 1e-9), 2)}
 
 
+def settled_quarrel_hops(t: np.ndarray, start: float, end: float) -> np.ndarray:
+    """Indices of the hops (window ends ``t``, s) from QUARREL_SETTLE_SECONDS into a quarrel from
+    ``start`` to ``end`` (s): the hops the quarrel measure counts."""
+    return np.flatnonzero((t >= start + QUARREL_SETTLE_SECONDS - 1e-9) & (t <= end + 1e-9))
+
+
 def quarrels_followed(clips: list[Clip], quarrels: list[Scored]) -> dict[str, Any]:
     """A quarrel after a day of talk (:func:`~ser_stream.training.streams.quarrel_order`), per speaker:
     the share of hops from QUARREL_SETTLE_SECONDS into the quarrel to its end whose mood is agitated
     (:data:`ser_stream.mood.AGITATED`, what a quarrel should set), and whose mood is exactly ``angry``; the mean over speakers and the lowest."""
     agitated, angry = [], []
     for q in quarrels:
-        start, end = quarrel_span(q.stream, clips)
-        hops = np.flatnonzero((q.stream.t >= start + QUARREL_SETTLE_SECONDS - 1e-9) & (q.stream.t <= end + 1e-9))
+        hops = settled_quarrel_hops(q.stream.t, *quarrel_span(q.stream, clips))
         if hops.size == 0:
             continue
         moods = [q.moods[k] for k in hops]
@@ -228,8 +233,7 @@ def home_measures(model: Model, config: Config, homes: list[tuple[HomePlan, Stre
             changes += c
             calm_hops += len(calm)
             calm_seconds += end - start
-            q0, q1 = end, float(stream.ends[-1])
-            hops = np.flatnonzero((t >= q0 + QUARREL_SETTLE_SECONDS - 1e-9) & (t <= q1 + 1e-9))
+            hops = settled_quarrel_hops(t, end, float(stream.ends[-1]))
             if hops.size:
                 quarrel.append(sum(moods[j] in AGITATED for j in hops) / hops.size)
             if step.adapter is not None:

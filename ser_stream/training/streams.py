@@ -163,6 +163,12 @@ MAX_CALM_CLIPS = 24  # of one member in one pass
 HOUSEHOLD_SIZES = (1, 3, 6)
 
 
+def disjoint_groups(items: list[str], k: int, *, rng: np.random.Generator) -> list[list[str]]:
+    """``items`` in a random order (``rng``), cut into as many groups of ``k`` as they fill."""
+    order = [items[j] for j in rng.permutation(len(items))]
+    return [order[i:i + k] for i in range(0, len(order) - k + 1, k)]
+
+
 def calm_label(clips: list[Clip]) -> str:
     """What calm talk is in a corpus: its neutral clips, or its calm ones when it has no neutral."""
     return "neutral" if any(LABELS[c.label] == "neutral" for c in clips) else "calm"
@@ -202,9 +208,8 @@ def home_plans(clips: list[Clip], *, sizes: tuple[int, ...] = HOUSEHOLD_SIZES, a
     plans = []
     for k in sizes:
         rng = np.random.default_rng(_seed(f"homes:{k}", seed))
-        order_of = [eligible[j] for j in rng.permutation(len(eligible))]
-        for h in range(len(order_of) // k):
-            members = tuple(order_of[h * k:(h + 1) * k])
+        for h, group in enumerate(disjoint_groups(eligible, k, rng=rng)):
+            members = tuple(group)
             quarreler = members[int(rng.integers(k))]
             order: list[int] = []
             count_from = 0

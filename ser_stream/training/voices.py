@@ -26,6 +26,7 @@ from ..features import FeatureDefinition
 from ..model import LABELS
 from ..voices import DEFAULT_MAX_VOICES, Household, VoiceEmbedding
 from .corpora import Clip, is_pooled
+from .streams import disjoint_groups
 
 EMBEDDING_DIMS = 48  # at most; fewer with fewer training speakers (speakers - 1)
 VOICE_THRESHOLD = 0.5  # cosine similarity at which a window joins a voice (chosen: models/README.md)
@@ -66,12 +67,6 @@ def fit_voice_embedding(clips: list[Clip], vectors: list[np.ndarray], indices: l
     return VoiceEmbedding(mean=full_mean, projection=projection, threshold=float(threshold))
 
 
-def _households(speakers: list[str], k: int, *, seed: int) -> list[list[str]]:
-    rng = np.random.default_rng(seed)
-    order = [speakers[i] for i in rng.permutation(len(speakers))]
-    return [order[i:i + k] for i in range(0, len(order) - k + 1, k)]
-
-
 def voice_assignment(clips: list[Clip], vectors: list[np.ndarray], embedding: VoiceEmbedding, *, k: int,
                      seed: int = 0, max_voices: int = DEFAULT_MAX_VOICES, min_clips: int = 2) -> dict[str, Any]:
     """Households of ``k`` speakers (seeded, disjoint) among those with at least ``min_clips`` calm and
@@ -87,7 +82,7 @@ def voice_assignment(clips: list[Clip], vectors: list[np.ndarray], embedding: Vo
     d = embedding.mean.shape[0]
     prior = Prior(np.zeros(d), np.ones(d), 20.0)  # the statistics are not scored here: only who is who
     identified = emotional = merged = total = 0
-    homes = _households(eligible, k, seed=seed)
+    homes = disjoint_groups(eligible, k, rng=np.random.default_rng(seed))
     rng = np.random.default_rng(seed + 1)
     for home in homes:
         household = Household(prior=prior, max_windows=1000, embedding=embedding, max_voices=max_voices)
