@@ -151,10 +151,11 @@ def _install_signals(stop: threading.Event) -> None:
 
 # --------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from .capture import open_source
+    from .capture import source_opener
+    from .capture.waiting import wait_for_source, waits_for_source
     from .model import load_model
     from .moodstep import adapts
-    from .service import persistence, run_stream
+    from .service import Notifier, announce_waiting, persistence, run_stream
     from .sinks import SafeSinks
     from .sinks.stdout import StdoutSink
 
@@ -176,7 +177,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     model = load_model(config.model.path)
     stop = threading.Event()
     _install_signals(stop)
-    source, live = open_source(config, input=args.input, fast=args.fast)
+    notifier = Notifier()
+    open_source, source_name, live = source_opener(config, input=args.input, fast=args.fast)
+    source, late = None, None
+    try:
+        source = open_source()
+    except SerStreamError as exc:
+        if not (exc.late and waits_for_source(config.audio.wait_for_source, live=live)):
+            raise
+        late = exc  # a service waits for it (below), with its sinks up: MQTT and discovery go ahead
     sinks = []
     if config.output.stdout.enabled:
         fmt = config.output.stdout.format
@@ -199,10 +208,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics = MetricsSink(config.metrics, labels=model.labels, model_sha256=model.sha256, model_path=str(model.path),
                               version=__version__, mqtt=mqtt)
         sinks.append(metrics)
+    safe_sinks = SafeSinks(sinks)
+    if late is not None:
+        try:
+            announce_waiting(safe_sinks, model=model, config=config, muted=controls.muted)
+            source = wait_for_source(open_source, name=source_name, failed=late, stop=stop, heartbeat=notifier)
+        except BaseException:
+            safe_sinks.close()
+            raise
+        if source is None:  # stopped (SIGTERM) before the source came
+            notifier.send("STOPPING=1")
+            safe_sinks.close()
+            return EX_OK
     log.info("ser-stream %s: model %s, window %.2f s, hop %.2f s, source %s (%d Hz)", __version__,
              model.path, config.window.length_seconds, config.window.hop_seconds, source.name, source.sample_rate_hz)
-    stats = run_stream(config=config, model=model, source=source, sinks=SafeSinks(sinks), stop=stop,
-                       controls=controls, max_seconds=args.max_seconds, adaptation_dir=adaptation_dir, metrics=metrics)
+    stats = run_stream(config=config, model=model, source=source, sinks=safe_sinks, stop=stop, controls=controls,
+                       max_seconds=args.max_seconds, adaptation_dir=adaptation_dir, metrics=metrics, notifier=notifier)
     log.info("stream ended: %.1f s of audio, %d windows (%d speech), %d samples lost to overflow",
              stats.seconds, stats.windows, stats.speech_windows, stats.overflow_samples)
     return EX_OK

@@ -67,6 +67,11 @@ class AudioConfig(_Section):
     """A device that delivers no audio this long is closed, PortAudio re-initialised and the device reopened."""
     watchdog_budget_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
     """Reopen attempts keep the systemd watchdog fed this long; a capture dead for longer gets the service restarted."""
+    wait_for_source: bool | None = None
+    """A microphone or network source that is not there at start (a camera still booting after a
+    power cut, a USB microphone enumerated late) is waited for, retried with backoff up to 30 s,
+    instead of exiting 66 or 69. null = wait when running as a service (under systemd; the
+    container sets true), exit at once in an interactive ``run``."""
 
 
 class WindowConfig(_Section):

@@ -70,6 +70,7 @@ class Notifier:
         self.watchdog_seconds = int(usec) / 1e6 if usec and usec.isdigit() else None
         self._last_ping = 0.0
         self._status = ""
+        self._ready = False
 
     def send(self, *lines: str) -> None:
         if self._sock is None:
@@ -80,7 +81,11 @@ class Notifier:
             log.debug("sd_notify failed: %s", exc)
 
     def ready(self, line: str) -> None:
-        """READY=1 with the first STATUS= line."""
+        """READY=1 with the first STATUS= line (once: later calls only update the status)."""
+        if self._ready:
+            self.status(line)
+            return
+        self._ready = True
         self._status = line
         self.send("READY=1", f"STATUS={line}")
 
@@ -262,6 +267,16 @@ def state_message(tracker: MoodTracker, *, speech: bool, muted: bool, since: str
     )
 
 
+def announce_waiting(sinks: SafeSinks, *, model: Model, config: Config, muted: bool) -> None:
+    """Before a late source comes (a camera still booting): the state a run starts with (nothing heard,
+    the calm mood), so that MQTT announces the room ``online`` with its entities while the daemon
+    waits; the run's own state follows once the source is there."""
+    from .moodstep import make_tracker
+
+    tracker = make_tracker(config, model)
+    sinks.state(state_message(tracker, speech=False, muted=muted, since=iso_utc(datetime.now(timezone.utc))))
+
+
 class Publisher:
     """What the run tells the sinks: each window, each mood change as an event, and the retained state
     whenever one of its values changes. Owned by the pipeline thread."""
@@ -341,6 +356,7 @@ def run_stream(
     max_seconds: float | None = None,
     adaptation_dir: Path | None = None,
     metrics: RunMetrics | None = None,
+    notifier: Notifier | None = None,
 ) -> RunStats:
     """Stream ``source`` until it ends, ``stop`` is set, or ``max_seconds`` of audio went by.
 
@@ -350,7 +366,7 @@ def run_stream(
     everything before it.
     """
     controls = controls or Controls(state_dir=None)
-    notifier = Notifier()
+    notifier = notifier or Notifier()
     ring = RingBuffer(int(source.sample_rate_hz * config.audio.buffer_seconds))
     resampler = Resampler(source.sample_rate_hz, model.sample_rate_hz)
     mood_step = MoodStep(model, config)

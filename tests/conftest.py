@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from .servers import wait_until_listening
+
 ROOT = Path(__file__).resolve().parent.parent
+# The daemons the tests start are interactive runs unless a test says otherwise, also when the suite
+# itself runs under a systemd service: a late source would be waited for (capture/waiting.py).
+os.environ.pop("NOTIFY_SOCKET", None)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -108,15 +113,8 @@ class PulseServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.socket = root / "native"
-        runtime = root / "run"
-        runtime.mkdir(parents=True)
-        self.env = {
-            "XDG_RUNTIME_DIR": str(runtime),
-            "HOME": str(root),
-            "PULSE_SERVER": f"unix:{self.socket}",
-            "PULSE_SOURCE": "sertest.monitor",
-            "PULSE_SINK": "sertest",
-        }
+        (root / "run").mkdir(parents=True, exist_ok=True)
+        self.env = self.environment(root)
         self.log = open(root / "pulseaudio.log", "wb")
         self.proc = subprocess.Popen(
             [
@@ -129,16 +127,22 @@ class PulseServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            ok = subprocess.run(["pactl", "info"], env={**os.environ, **self.env}, capture_output=True).returncode == 0
-            if ok:
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("pulseaudio did not start: " + (root / "pulseaudio.log").read_text(errors="replace")[-2000:])
+        try:
+            wait_until_listening(self.socket, proc=self.proc, what="pulseaudio", log=root / "pulseaudio.log")
+        except RuntimeError:
+            self.stop()
+            raise
+
+    @staticmethod
+    def environment(root: Path) -> dict[str, str]:
+        """What points a client at the server of ``root`` (also before it runs)."""
+        return {
+            "XDG_RUNTIME_DIR": str(root / "run"),
+            "HOME": str(root),
+            "PULSE_SERVER": f"unix:{root / 'native'}",
+            "PULSE_SOURCE": "sertest.monitor",
+            "PULSE_SINK": "sertest",
+        }
 
     def play(self, path: Path) -> subprocess.Popen:
         return subprocess.Popen(["paplay", str(path)], env={**os.environ, **self.env})
@@ -179,7 +183,7 @@ class Mosquitto:
     """A real mosquitto broker on 127.0.0.1 and a free port, optionally with a password or TLS."""
 
     def __init__(self, root: Path, *, users: dict[str, str] | None = None, tls: dict[str, Path] | None = None,
-                 persistence: bool = False) -> None:
+                 persistence: bool = False, start: bool = True) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -202,28 +206,21 @@ class Mosquitto:
         self.conf = root / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
-        self.start()
+        self.log = None
+        if start:  # else the test starts it later (a broker that is late at boot)
+            self.start()
 
     def start(self) -> None:
         self.log = open(self.root / "mosquitto.log", "ab")
         self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT)
-        import socket
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                assert self.proc.poll() is None, (self.root / "mosquitto.log").read_text()
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
+        wait_until_listening(self.port, proc=self.proc, what="mosquitto", log=self.root / "mosquitto.log")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(5)
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
 
     def config_args(self, **extra: str) -> dict[str, str]:
         """Environment for a ser-stream run against this broker."""

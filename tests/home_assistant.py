@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .conftest import ROOT, Mosquitto, free_port
+from .servers import wait_until_listening
 
 HA_ROOT = Path(os.environ.get("SER_STREAM_HA_DIR", ROOT / ".venv-ha"))
 
@@ -89,6 +90,8 @@ class HomeAssistant:
         self.proc = subprocess.Popen([str(self.hass), "-c", str(self.config), "--log-file", str(self.log_path)],
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
+        wait_until_listening(self.port, proc=self.proc, what=f"Home Assistant {self.release}", log=self.root / "hass.out",
+                             timeout=timeout)  # then its API, which answers once setup is done
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"Home Assistant {self.release} exited: {self.tail()}"
             try:

@@ -18,6 +18,7 @@ import pytest
 from ser_stream.capture.network import mask_url
 
 from .conftest import MDWE, ROOT, free_port, mdwe_supported, need
+from .servers import wait_until_listening
 
 
 def ffmpeg_pids(marker: str) -> list[int]:
@@ -38,23 +39,27 @@ class HttpAudioServer:
     """`ffmpeg -listen 1` serving a WAV stream in real time to **one client**, started once (and again
     only when a test restarts it): a daemon that opened a second connection would get nothing."""
 
-    def __init__(self, audio: Path, root: Path, *, loop: bool = True) -> None:
+    def __init__(self, audio: Path, root: Path, *, loop: bool = True, start: bool = True) -> None:
         need(shutil.which("ffmpeg") is not None, "ffmpeg (Debian package ffmpeg) is not installed")
         self.port = free_port()
         self.audio = audio
         self.loop = loop
-        self.log = open(root / f"http-{self.port}.log", "ab")
+        self.log_path = root / f"http-{self.port}.log"
+        self.log = open(self.log_path, "ab")
         self._proc: subprocess.Popen | None = None
         self.starts = 0
-        self.start()
+        if start:  # else the test starts it later (a camera that is late at boot)
+            self.start()
 
     def start(self) -> None:
+        """Start serving, and return once the server listens (a daemon started before would connect too early)."""
         self.starts += 1
         self._proc = subprocess.Popen(
             ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
              *(["-stream_loop", "-1"] if self.loop else []), "-i", str(self.audio),
              "-c:a", "pcm_s16le", "-f", "wav", "-listen", "1", f"http://127.0.0.1:{self.port}/live.wav"],
             stdout=self.log, stderr=self.log)
+        wait_until_listening(self.port, proc=self._proc, what="ffmpeg -listen", log=self.log_path)
 
     @property
     def serving(self) -> bool:
@@ -85,6 +90,44 @@ server.attach(None)
 print("ready", flush=True)
 GLib.MainLoop().run()
 '''
+
+
+class RtspAudioServer:
+    """GStreamer's RTSP server (Debian's gir1.2-gst-rtsp-server-1.0 through python3-gi) serving two
+    minutes of ``audio`` as 16 kHz L16 at rtsp://127.0.0.1:PORT/room, one session at a time."""
+
+    def __init__(self, audio: Path, root: Path, *, start: bool = True) -> None:
+        need(Path("/usr/bin/python3").exists() and subprocess.run(
+            ["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
+            capture_output=True).returncode == 0,
+            "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0, python3-gi) is not installed")
+        need(shutil.which("ffmpeg") is not None, "ffmpeg (Debian package ffmpeg) is not installed")
+        import numpy as np
+        import soundfile as sf
+
+        y, sr = sf.read(audio, dtype="float32")  # (read as int16, a float WAV would come back as zeros)
+        self.audio = root / f"speech-120s-{time.monotonic_ns()}.wav"
+        sf.write(self.audio, np.tile(y, int(np.ceil(120 * sr / len(y)))), sr, subtype="PCM_16")  # it does not loop
+        self.script = root / "rtsp_server.py"
+        self.script.write_text(RTSP_SERVER)
+        self.port = free_port()
+        self.url = f"rtsp://127.0.0.1:{self.port}/room"
+        self.log_path = root / f"rtsp-{self.port}.log"
+        self._proc: subprocess.Popen | None = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start serving, and return once the server listens."""
+        self._proc = subprocess.Popen(["/usr/bin/python3", str(self.script), str(self.port), str(self.audio)],
+                                      stdout=subprocess.PIPE, stderr=open(self.log_path, "ab"))
+        assert self._proc.stdout.readline().strip() == b"ready", self.log_path.read_text()
+        wait_until_listening(self.port, proc=self._proc, what="GStreamer's RTSP server", log=self.log_path)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(5)
 
 
 class Daemon:
@@ -150,7 +193,6 @@ def test_a_single_client_http_source_started_once_gives_speech_with_one_connecti
     speech within 10 s of start, and again after the server was killed and started once more. A probe
     connection before the reader (or two per reconnect) would take the only session."""
     server = HttpAudioServer(speech_wav, tmp_path, loop=False)
-    time.sleep(0.5)
     d = Daemon(server.url(), tmp_path)
     try:
         start = time.monotonic()
@@ -172,41 +214,21 @@ def test_a_single_client_http_source_started_once_gives_speech_with_one_connecti
 
 
 def test_rtsp_stream_from_a_gstreamer_server_with_a_restart(speech_wav: Path, tmp_path: Path):
-    need(Path("/usr/bin/python3").exists() and subprocess.run(
-        ["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"], capture_output=True).returncode == 0,
-        "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0, python3-gi) is not installed")
-    need(shutil.which("ffmpeg") is not None, "ffmpeg (Debian package ffmpeg) is not installed")
-    import soundfile as sf
-
-    y, sr = sf.read(speech_wav, dtype="float32")  # (read as int16, a float WAV would come back as zeros)
-    long = tmp_path / "speech-120s.wav"
-    sf.write(long, __import__("numpy").tile(y, 4), sr, subtype="PCM_16")  # 2 minutes: the server does not loop
-    script = tmp_path / "rtsp_server.py"
-    script.write_text(RTSP_SERVER)
-    port = str(free_port())
-
-    def serve() -> subprocess.Popen:
-        p = subprocess.Popen(["/usr/bin/python3", str(script), port, str(long)], stdout=subprocess.PIPE,
-                             stderr=open(tmp_path / "rtsp.log", "ab"))
-        assert p.stdout.readline().strip() == b"ready"
-        return p
-
-    server = serve()
-    d = Daemon(f"rtsp://127.0.0.1:{port}/room", tmp_path)
+    server = RtspAudioServer(speech_wav, tmp_path)
+    d = Daemon(server.url, tmp_path)
     try:
         d.wait_for(lambda: d.speech_since(0), 40)
-        server.kill()
-        server.wait(5)
+        server.stop()
         d.wait_for(lambda: "reconnecting" in d.log or "ended" in d.log, 30)
         n = len(d.lines)
-        server = serve()
+        server.start()
         d.wait_for(lambda: d.speech_since(n) and "flows again" in d.log, 90)
     finally:
         d.proc.send_signal(signal.SIGTERM)
         rc = d.proc.wait(30)
-        server.kill()
+        server.stop()
     assert rc == 0, d.log
-    assert not ffmpeg_pids(f":{port}/room")
+    assert not ffmpeg_pids(f":{server.port}/room")
 
 
 def test_sigkill_of_the_daemon_leaves_no_ffmpeg(speech_wav: Path, tmp_path: Path):
@@ -247,7 +269,7 @@ def test_a_stream_without_audio_and_a_bad_url_in_the_config(tmp_path: Path):
     srv = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(video), "-c", "copy", "-f", "mpegts",
                             "-listen", "1", f"http://127.0.0.1:{port}/cam.ts"], stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1)
+        wait_until_listening(port, proc=srv, what="ffmpeg -listen")
         r = subprocess.run([sys.executable, "-m", "ser_stream", "run", "--input", f"http://127.0.0.1:{port}/cam.ts"],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert r.returncode == 69 and "no audio track" in r.stderr, r.stderr

@@ -190,3 +190,31 @@ def test_install_service_never_touches_a_unit_file_it_did_not_write(tmp_path: Pa
     assert sorted(p.name for p in units.iterdir()) == ["ser-stream@.service", "ser-stream@attic.service"]
     with pytest.raises(InstallError, match=r"ser-stream@.service: has no '/opt/ser-stream/.venv/bin/ser-stream'"):
         fill("[Service]\nExecStart=/usr/bin/ser-stream run\n", unit="ser-stream@.service", values={EXECUTABLE: "/x"})
+
+
+def test_the_units_prevent_a_restart_for_exactly_the_exit_codes_that_will_not_fix_themselves():
+    """Issue 28: RestartPreventExitStatus= names errors.PERMANENT_EXIT_CODES, in every unit; a source that
+    is late at boot is never among them (a camera room must come back by itself)."""
+    import ser_stream.capture.network  # noqa: F401 - registers its errors
+    import ser_stream.cli  # noqa: F401
+    from ser_stream import errors
+
+    units = sorted((ROOT / "systemd").glob("*.service"))
+    assert len(units) == 3
+    for unit in units:
+        found = re.findall(r"^RestartPreventExitStatus=(.*)$", unit.read_text(), re.M)
+        assert len(found) == 1, unit
+        assert {int(c) for c in found[0].split()} == set(errors.PERMANENT_EXIT_CODES), unit
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    kinds = list(subclasses(errors.SerStreamError))
+    codes = {k.exit_code for k in kinds}
+    assert errors.PERMANENT_EXIT_CODES <= codes  # each is an exit the code can take
+    late = [k for k in kinds if k.late]
+    assert {k.__name__ for k in late} == {"SourceUnreachableError", "SourceAbsentError"}
+    # a late source exits (interactive run only) with a code systemd would retry
+    assert not {k.exit_code for k in late} & errors.PERMANENT_EXIT_CODES

@@ -18,6 +18,24 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
 
 
+class Backoff:
+    """The waits between attempts to reach a source: 1 s, doubling to MAX_BACKOFF_SECONDS; back to
+    1 s after a success. One rule for a source that dropped and one that is not there yet."""
+
+    def __init__(self, first: float = 1.0, most: float = MAX_BACKOFF_SECONDS) -> None:
+        self.first, self.most = first, most
+        self._wait = first
+
+    def next(self) -> float:
+        """The wait before the next attempt (and the one after it grows)."""
+        wait = self._wait
+        self._wait = min(self._wait * 2.0, self.most)
+        return wait
+
+    def reset(self) -> None:
+        self._wait = self.first
+
+
 class Liveness:
     def __init__(self, *, stall_seconds: float, watchdog_budget_seconds: float) -> None:
         self.stall_seconds = stall_seconds
@@ -27,7 +45,7 @@ class Liveness:
         self._last_audio = time.monotonic()
         self._dead_since: float | None = None  # when audio stopped arriving (None: it arrives)
         self._retry_at = 0.0
-        self._backoff = 1.0
+        self._backoff = Backoff()
 
     @property
     def healthy(self) -> bool:
@@ -48,7 +66,7 @@ class Liveness:
             if self._dead_since is not None:
                 log.warning("audio from %s flows again after %.1f s", name, now - self._dead_since)
                 self._dead_since = None
-                self._backoff = 1.0
+                self._backoff.reset()
         stalled = alive and now - self._last_audio >= self.stall_seconds
         if alive and not stalled:
             return None
@@ -67,7 +85,6 @@ class Liveness:
         attempt waits the backoff. Returns that wait (s)."""
         now = time.monotonic()
         self._last_audio = now
-        wait = self._backoff
+        wait = self._backoff.next()
         self._retry_at = now + wait
-        self._backoff = min(self._backoff * 2.0, MAX_BACKOFF_SECONDS)
         return wait

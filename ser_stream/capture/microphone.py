@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DeviceError
+from ..errors import DeviceError, SourceAbsentError
 from ..ringbuffer import RingBuffer
 from .liveness import Liveness
 
@@ -90,7 +90,7 @@ def resolve_device(device: str | int | None) -> dict[str, Any]:
             return dict(candidates[0])
     except (ValueError, sd.PortAudioError) as exc:
         what = "the default input device" if device is None else f"input device {device!r}"
-        raise DeviceError(f"{what} is unavailable: {exc}; {HINT}") from None
+        raise SourceAbsentError(f"{what} is unavailable: {exc}; {HINT}") from None
 
 
 
@@ -185,7 +185,7 @@ class MicrophoneSource:
             )
             stream.start()
         except (sd.PortAudioError, ValueError) as exc:
-            raise DeviceError(
+            raise SourceAbsentError(
                 f"cannot open input device {self.name!r} at {self.sample_rate_hz} Hz, {self.channels} channel(s): {exc}; {HINT}"
             ) from None
         self._stream, self._failed = stream, False
@@ -255,3 +255,20 @@ class MicrophoneSource:
             self._close_stream()
         if self._ring is not None:
             self._ring.close()
+
+
+def microphone_opener(**options: Any) -> Callable[[], MicrophoneSource]:
+    """A call that opens the microphone with ``options`` (:class:`MicrophoneSource`'s), for a service
+    that waits for it: every call after the first re-initialises PortAudio first, since PortAudio
+    reads its device list once and a microphone plugged in (or enumerated) since is otherwise
+    invisible."""
+    calls = 0
+
+    def open_microphone() -> MicrophoneSource:
+        nonlocal calls
+        if calls:
+            reinitialise_portaudio(_sd())
+        calls += 1
+        return MicrophoneSource(**options)
+
+    return open_microphone

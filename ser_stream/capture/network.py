@@ -5,7 +5,9 @@ reports its streams on stderr, and decodes the first audio track to mono float32
 native rate; the rate is read from ffmpeg's own report of its output, so no probe connection
 comes first (a camera or baby monitor that serves one client at a time, or an RTSP camera whose
 other session a recorder holds, works). What cannot work is refused at start with the documented
-exit code, from the same report. A reconnect asks ffmpeg for the rate learnt at start. A reader
+exit code, from the same report; what is only not there yet (refused, timed out, a 404 or 503 from a
+camera still booting) raises an error marked ``late``, which a service waits out
+(:mod:`.waiting`). A reconnect asks ffmpeg for the rate learnt at start. A reader
 thread copies the samples into the ring buffer, where the same resampler as the microphone's takes
 them. Always real time (the stream sets the pace). When the
 stream drops, the camera reboots, or nothing arrives for ``stall_seconds``,
@@ -29,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from ..errors import DeviceError, InputMissingError, SerStreamError
+from ..errors import DeviceError, SerStreamError, SourceAbsentError, SourceUnreachableError
 from ..ringbuffer import RingBuffer
 from .liveness import Liveness
 
@@ -120,10 +122,11 @@ def _classify_failure(url: str, stderr: str) -> SerStreamError:
     low = text.lower()
     if any(k in low for k in ("connection refused", "no route to host", "timed out", "name or service not known",
                               "temporary failure in name resolution", "network is unreachable", "cannot assign")):
-        return InputMissingError(f"{mask_url(url)}: unreachable: {last}")
+        return SourceUnreachableError(f"{mask_url(url)}: unreachable: {last}")
     if any(k in low for k in ("401", "403", "unauthorized", "forbidden")):
         return DeviceError(f"{mask_url(url)}: the stream refused us (wrong or missing credentials?): {last}")
-    return DeviceError(f"{mask_url(url)}: stream unavailable: {last}")
+    # a server that answers without the stream (404 or 503 while a camera or its relay boots)
+    return SourceAbsentError(f"{mask_url(url)}: stream unavailable: {last}")
 
 
 # ffmpeg's report of its output stream, e.g. "  Stream #0:0: Audio: pcm_f32le, 48000 Hz, mono, flt, 1536 kb/s"
@@ -167,11 +170,10 @@ class _Ffmpeg:
         ffmpeg ends first or says nothing within ``timeout`` s (the process is then killed)."""
         if not self.reported.wait(timeout):
             self.kill()
-            raise InputMissingError(f"{mask_url(self.url)}: unreachable: no answer within {timeout:.0f} s")
+            raise SourceUnreachableError(f"{mask_url(self.url)}: unreachable: no answer within {timeout:.0f} s")
         if self.rate is not None:
             return self.rate
-        self.proc.wait()
-        self._stderr.join(timeout=2)
+        self.kill()  # reaps ffmpeg and closes its pipes: a service retrying for hours leaks no descriptor
         text = "\n".join(self.lines)
         if any(k in text for k in NO_AUDIO):
             raise DeviceError(f"{mask_url(self.url)}: the stream has no audio track (a video-only camera?)")
