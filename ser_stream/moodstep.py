@@ -6,7 +6,7 @@ arousal, valence: :class:`~ser_stream.pipeline.WindowScorer`, with the stream's
 adaptation statistics and the household prior as configured) together with
 the smoothed :class:`~ser_stream.mood.MoodState`. ``run`` streams through it
 (:func:`ser_stream.service.run_stream`) and so does the household protocol
-(:func:`ser_stream.training.household.score_stream`): the accuracy figures
+(:func:`ser_stream.training.scoring.score_stream`): the accuracy figures
 describe the program a home runs.
 
 The setup helpers (:func:`make_adapter`, :func:`make_tracker`) live here, and

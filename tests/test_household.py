@@ -80,7 +80,7 @@ def test_the_daemon_and_the_household_protocol_share_the_window_to_mood_step(emo
     from ser_stream.service import run_stream
     from ser_stream.sinks import SafeSinks
     from ser_stream.training.corpora import scan_corpus
-    from ser_stream.training.household import score_stream
+    from ser_stream.training.scoring import score_stream
     from ser_stream.training.streams import GAP_SECONDS, analyse_streams, speaker_order, stream_audio
 
     from .conftest import CollectSink

@@ -243,7 +243,7 @@ def test_homes_of_k_voices_are_seeded_households_heard_dry_near_and_far(data_dir
     talk for three passes then one member's quarrel; each voice its own room; scored through MoodStep."""
     from ser_stream.config import Config
     from ser_stream.training.corpora import scan_corpora
-    from ser_stream.training.household import home_rows, home_streams
+    from ser_stream.training.homes import home_rows, home_streams
     from ser_stream.training.streams import CALM_PASSES, home_plans
 
     clips = scan_corpora([data_dir / "emodb"])
