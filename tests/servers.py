@@ -14,11 +14,14 @@ import time
 from pathlib import Path
 
 TCP_LISTEN = "0A"  # st in /proc/net/tcp
+TCP_ESTABLISHED = "01"
 UNIX_ACCEPTING = 0x10000  # __SO_ACCEPTCON in /proc/net/unix's Flags: a listening socket
 
 
 def tcp_listening(port: int) -> bool:
-    """Some socket LISTENs on ``port`` (IPv4 or IPv6, any local address)."""
+    """Some socket LISTENs on ``port`` (IPv4 or IPv6, any local address), or has already accepted a
+    connection there: `ffmpeg -listen 1` closes its listening socket once a client (a daemon that was
+    already retrying) is in, which can happen between two looks."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -26,7 +29,7 @@ def tcp_listening(port: int) -> bool:
             continue
         for line in lines:
             fields = line.split()
-            if fields[3] == TCP_LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            if fields[3] in (TCP_LISTEN, TCP_ESTABLISHED) and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 return True
     return False
 
