@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "streamed through the daemon's own path with the configured adaptation, mood and prior, "
                          "plus false triggers on neutral talk and a quarrel per speaker")
     ev.add_argument("--report", type=Path, metavar="DIR", help="also write the JSON and a confusion-matrix PNG here")
+    ev.add_argument("--save-models", type=Path, metavar="DIR",
+                    help="leave-one-corpus-out: also write each fold's model, calibrated as its held-out corpus was "
+                         "scored, as DIR/fold-CORPUS.npz (replay the homes with other settings through "
+                         "--protocol household --model DIR/fold-CORPUS.npz --data CORPUS)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ev.add_argument("--degrade", choices=["noise10", "reverb"],
@@ -276,9 +280,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return EX_OK
     if args.protocol == "leave-one-corpus-out" and len(args.data) < 2:
         raise UsageError("--protocol leave-one-corpus-out needs two or more corpora: --data DIR DIR ...")
+    if args.save_models is not None and args.protocol != "leave-one-corpus-out":
+        raise UsageError("--save-models is for --protocol leave-one-corpus-out")
     summary = evaluate_command(data_dirs=args.data, protocol=args.protocol, seed=args.seed, jobs=args.jobs,
                                report=args.report, degrade=args.degrade, augment_copies=args.augment_copies,
-                               config=config)
+                               config=config, save_models=args.save_models)
     sys.stdout.write(json.dumps(summary) + "\n")
     return EX_OK
 

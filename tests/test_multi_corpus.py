@@ -101,7 +101,7 @@ def test_no_corpus_and_no_label_dominates_and_a_missing_label_is_absent():
 
 def test_leave_one_corpus_out_prints_a_row_per_corpus_and_their_mean(corpora: list[Path], tmp_path: Path):
     r = cli("evaluate", "--protocol", "leave-one-corpus-out", "--data", *map(str, corpora), "--augment-copies", "0",
-            "--jobs", "2", "--report", str(tmp_path), timeout=900)
+            "--jobs", "2", "--report", str(tmp_path), "--save-models", str(tmp_path / "folds"), timeout=900)
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     s = json.loads(r.stdout.decode().splitlines()[-1])
     assert s["protocol"] == "leave-one-corpus-out"
@@ -116,6 +116,13 @@ def test_leave_one_corpus_out_prints_a_row_per_corpus_and_their_mean(corpora: li
     assert rows["nemo"]["valence_uar"] is not None and s["mean"]["uar"] == pytest.approx(
         np.mean([row["uar"] for row in rows.values()]), abs=1e-4)
     assert (tmp_path / "leave-one-corpus-out-confusion.png").stat().st_size > 1000
+    # each fold's model as its held-out corpus was scored: a bundle the household protocol replays as it is
+    assert sorted(p.name for p in (tmp_path / "folds").iterdir()) == ["fold-emodb.npz", "fold-nemo.npz", "fold-ravdess.npz"]
+    replay = cli("evaluate", "--protocol", "household", "--model", str(tmp_path / "folds" / "fold-emodb.npz"),
+                 "--data", str(corpora[2]), "--jobs", "2", timeout=600)
+    assert replay.returncode == 0, replay.stderr.decode()[-3000:]
+    again = json.loads(replay.stdout.decode().splitlines()[-1])
+    assert again["households"] == rows["emodb"]["households"]  # the same homes, the same answers
 
 
 def test_leave_one_corpus_out_needs_two_corpora_and_distinct_names(corpora: list[Path], tmp_path: Path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -273,12 +274,13 @@ def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def leave_one_corpus_out(clips: list[Clip], data: Any, *, fdef: Any, config: Config, seed: int,
-                         jobs: int) -> dict[str, Any]:
+                         jobs: int, save_models: Path | None = None) -> dict[str, Any]:
     """The honest cross-corpus figure: for each corpus, the recipe trained on the others only and the
     held-out corpus streamed through the daemon's path (household protocol: per speaker, its neutral
     clips as one household, a quarrel per speaker), with adaptation as configured and, beside it,
     with adaptation switched the other way (the same fold models). Returns the summary over all
-    held-out clips with ``rows`` (one per corpus) and their ``mean``."""
+    held-out clips with ``rows`` (one per corpus) and their ``mean``. ``save_models``: a folder that
+    gets each fold's model as its held-out corpus was scored (``fold-CORPUS.npz``)."""
     splits = corpus_folds(clips)
     if len(splits) < 2:
         raise ValueError("leave-one-corpus-out needs at least two corpora (--data DIR DIR ...)")
@@ -291,6 +293,10 @@ def leave_one_corpus_out(clips: list[Clip], data: Any, *, fdef: Any, config: Con
     rows = []
     for k, (fold, fold_other) in enumerate(zip(on.folds, off.folds)):
         row = {"corpus": fold["held_out"][0], "adaptation": config.adaptation.enabled, **_row(fold)}
+        if save_models is not None:
+            save_models.mkdir(parents=True, exist_ok=True)
+            sha = on.calibrated[k].save(save_models / f"fold-{row['corpus']}.npz")
+            log.info("fold model of held-out %s written to %s (sha256 %s)", row["corpus"], save_models, sha[:12])
         row[other] = {key: v for key, v in _row(fold_other).items() if key != "n"}
         row.update(fold_households(clips, data, splits[k][1], on.models[k], on.calibrated[k], fdef=fdef, config=config,
                                    jobs=jobs, seed=seed))

@@ -132,7 +132,7 @@ def speaker_adaptive(*, clips: list[Clip], stats_vecs: list[np.ndarray], train_v
 def evaluate_command(*, data_dirs: list[Path], protocol: str, seed: int, jobs: int, report: Path | None,
                      degrade: str | None = None, augment_copies: int | None = None,
                      window_seconds: float = 3.0, hop_seconds: float = 1.0,
-                     config: "Config | None" = None) -> dict[str, Any]:
+                     config: "Config | None" = None, save_models: Path | None = None) -> dict[str, Any]:
     """Cross-validated evaluation; returns the summary (the CLI prints it as the last line).
 
     Test clips are heard as the daemon hears them: its window and hop, through the same analyzer.
@@ -162,7 +162,8 @@ def evaluate_command(*, data_dirs: list[Path], protocol: str, seed: int, jobs: i
         from ..config import Config
         from .household import leave_one_corpus_out
 
-        summary = leave_one_corpus_out(data.clips, data, fdef=fdef, config=config or Config(), seed=seed, jobs=jobs)
+        summary = leave_one_corpus_out(data.clips, data, fdef=fdef, config=config or Config(), seed=seed, jobs=jobs,
+                                       save_models=save_models)
     elif protocol == "speaker-adaptive":
         summary = speaker_adaptive(clips=data.clips, stats_vecs=data.stats, train_vecs=data.train_adaptive, test_vecs=data.test,
                                    seed=seed, jobs=jobs)
