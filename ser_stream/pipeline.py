@@ -73,9 +73,12 @@ class WindowScorer:
             probs = probs * self.weights
             probs = probs / probs.sum()
         if voice is not None:
+            # the calmer half is ranked by the head's own arousal: the relative one moves with the baseline
+            # (a voice below the head's boundary drifts up against a falling median, and was never offered)
+            heard = arousal
             if arousal is not None:
                 arousal = voice.relative_arousal(arousal)
-            voice.offer(vector, arousal=arousal)
+            voice.offer(vector, arousal=heard)
         return probs, arousal, valence
 
     def scored(self, window: WindowResult) -> WindowResult:

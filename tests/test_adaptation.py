@@ -2,20 +2,19 @@
 
 import json
 import logging
-from collections import deque
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ser_stream.adaptation import RECENT_WINDOWS, Prior, RunningStats, batch_mean, shrunk_mean
+from ser_stream.adaptation import Prior, RunningStats, batch_mean, shrunk_mean
 from ser_stream.bundle import read_bundle, write_bundle
 from ser_stream.capture.file import FileSource
 from ser_stream.config import Config
 from ser_stream.errors import ModelError
 from ser_stream.model import DEFAULT_MODEL_PATH, load_model
-from ser_stream.pipeline import Analyzer
+from ser_stream.pipeline import Analyzer, WindowScorer
 from ser_stream.service import ADAPTATION_FILE, Controls, run_stream
 from ser_stream.sinks import SafeSinks
 
@@ -105,38 +104,53 @@ def test_default_model_has_an_adaptive_head_and_a_bad_one_is_a_model_error(tmp_p
                  adapter=RunningStats(prior=model.adaptive.prior))
 
 
-def _run(path: Path, state: Path | None, controls: Controls | None = None, config: Config | None = None):
+def test_the_calmer_half_is_ranked_by_the_heads_own_arousal():
+    """The statistics keep the calmer half of the speech by the arousal the head answers, not by the
+    relative arousal published: that one moves with the baseline, and a voice below the head's boundary
+    (its median falling, each new window above it) was once never admitted."""
+    model = load_model(None)
+    stats = RunningStats(prior=model.adaptive.prior)
+    scorer = WindowScorer(model, adapter=stats)
+    given: list[float] = []
+    offer = stats.offer
+    stats.offer = lambda vector, *, arousal: (given.append(arousal), offer(vector, arousal=arousal))[1]
+    rng = np.random.default_rng(0)
+    prior = model.adaptive.prior
+    relative = []
+    for vector in prior.mean + rng.normal(size=(40, prior.mean.size)) * np.sqrt(prior.var):
+        own = model.adaptive.heads.answer(stats.normalise(vector))[1]
+        relative.append(scorer.score(vector)[1])
+        assert given[-1] == pytest.approx(own)
+    assert not np.allclose(relative, given)
+    assert 0 < stats.n < 40
+
+
+class Heard(list):
+    """A run's speech windows, and ``admitted``: how many of them joined the statistics (the calmer
+    half by the head's own arousal, which the per-hop JSON does not carry: counted as RunningStats.offer
+    answered)."""
+
+    admitted = 0
+
+
+def _run(path: Path, state: Path | None, controls: Controls | None = None, config: Config | None = None) -> Heard:
     sink = CollectSink()
-    run_stream(config=config or Config(), model=load_model(None), source=FileSource(path, realtime=False),
-               sinks=SafeSinks([sink]), stop=threading.Event(), controls=controls, adaptation_dir=state)
-    return [w for w in sink.windows if w["speech"]]
+    taken: list[bool] = []
+    offer = RunningStats.offer
 
+    def counted(stats, vector, *, arousal):
+        taken.append(offer(stats, vector, arousal=arousal))
+        return taken[-1]
 
-class admitted:
-    """How many of these speech windows joined the statistics: the calmer half by arousal
-    (RunningStats.offer's rule, replayed on the per-hop JSON). The JSON rounds arousal to 3 decimals,
-    so a window within 0.001 of the running median may have gone either way: the count compares
-    equal to any number between the sure and the possible ones."""
-
-    def __init__(self, windows: list[dict]) -> None:
-        recent: deque[float] = deque(maxlen=RECENT_WINDOWS)
-        self.lo = self.hi = 0
-        for w in windows:
-            recent.append(w["arousal"])
-            median = float(np.median(recent))
-            self.lo += w["arousal"] < median - 1e-3
-            self.hi += w["arousal"] <= median + 1e-3
-
-    def __eq__(self, n: object) -> bool:
-        return isinstance(n, (int, float)) and self.lo <= n <= self.hi
-
-    def __add__(self, other: "admitted") -> "admitted":
-        out = admitted([])
-        out.lo, out.hi = self.lo + other.lo, self.hi + other.hi
-        return out
-
-    def __repr__(self) -> str:
-        return f"admitted({self.lo}..{self.hi})"
+    RunningStats.offer = counted
+    try:
+        run_stream(config=config or Config(), model=load_model(None), source=FileSource(path, realtime=False),
+                   sinks=SafeSinks([sink]), stop=threading.Event(), controls=controls, adaptation_dir=state)
+    finally:
+        RunningStats.offer = offer
+    heard = Heard(w for w in sink.windows if w["speech"])
+    heard.admitted = sum(taken)
+    return heard
 
 
 def _saved_windows(state: Path) -> float:
@@ -149,19 +163,19 @@ def test_the_daemon_keeps_adapting_across_restarts_and_resets(long_wav: Path, tm
     first = _run(long_wav, tmp_path)
     assert len(first) > 5
     saved = _saved_windows(tmp_path)
-    assert 0 < saved < len(first) and saved == admitted(first)  # the calmer half, saved at the end
+    assert 0 < saved < len(first) and saved == first.admitted  # the calmer half, saved at the end
     second = _run(long_wav, tmp_path)
     assert "speech windows of household statistics" in caplog.text and "restored from" in caplog.text
-    assert _saved_windows(tmp_path) == admitted(first) + admitted(second)
+    assert _saved_windows(tmp_path) == first.admitted + second.admitted
     # statistics heard before change the first windows' probabilities
     assert first[0]["probs"] != second[0]["probs"]
     controls = Controls(state_dir=None)
     controls.request_adaptation_reset()
     third = _run(long_wav, tmp_path, controls)
-    assert _saved_windows(tmp_path) == admitted(first)  # reset at the start: this run's windows only
+    assert _saved_windows(tmp_path) == first.admitted  # reset at the start: this run's windows only
     assert [w["probs"] for w in third] == [w["probs"] for w in first]
     off = _run(long_wav, tmp_path, config=Config(adaptation={"enabled": False}))
-    assert _saved_windows(tmp_path) == admitted(first)  # adaptation off: the file is left alone
+    assert _saved_windows(tmp_path) == first.admitted  # adaptation off: the file is left alone
     assert [w["probs"] for w in off] != [w["probs"] for w in first]
 
 
@@ -174,7 +188,7 @@ def test_statistics_of_another_model_are_not_used(long_wav: Path, tmp_path: Path
     (tmp_path / ADAPTATION_FILE).write_bytes(b"not a numpy file")
     speech = _run(long_wav, tmp_path)
     assert "adaptation starts from the population" in caplog.text
-    assert _saved_windows(tmp_path) == admitted(speech)
+    assert _saved_windows(tmp_path) == speech.admitted
 
 
 def test_reset_adaptation_command(tmp_path: Path):
@@ -248,7 +262,7 @@ def test_each_room_and_source_keeps_its_own_statistics(long_wav: Path, tmp_path:
     caplog.set_level(logging.INFO)
     state = tmp_path / "state"
     first = _run(long_wav, state)
-    assert _saved_windows(state) == admitted(first)
+    assert _saved_windows(state) == first.admitted
     other = tmp_path / "other-camera.wav"
     shutil.copy(long_wav, other)
     again = _run(other, state)  # the same audio from another source: not the household's statistics

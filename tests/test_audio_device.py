@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from .conftest import MDWE, ROOT, mdwe_supported, need
-from .test_adaptation import admitted
 from .test_cli import check_window_line
 
 
@@ -49,9 +48,10 @@ def test_run_captures_speech_then_silence_from_a_pulse_device(pulse, wav48: Path
     last = speech_then_silence([w["speech"] for w in windows])
     assert all(w["label"] is None for w in windows[last + 1 :])
     assert windows[-1]["level_dbfs"] <= -90.0
-    # the microphone's adaptation statistics were kept: the calmer half of the speech windows heard
+    # the microphone's adaptation statistics were kept: the calmer half of the speech windows heard (by
+    # the head's own arousal, which the JSON does not carry: tests/test_adaptation.py counts it exactly)
     with np.load(tmp_path / "state" / "adaptation.npz") as kept:
-        assert float(kept["n"]) >= 1 and float(kept["n"]) == admitted([w for w in windows if w["speech"]])
+        assert 1 <= float(kept["n"]) <= sum(w["speech"] for w in windows)
 
 
 def speech_then_silence(speech: list[bool]) -> int:
