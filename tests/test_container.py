@@ -113,6 +113,25 @@ def test_image_streams_a_file(podman: Podman, image: str, long_wav: Path):
     assert "stream ended" in r.stderr
 
 
+IMAGE_MAX_BYTES = 540_000_000  # 525,034,784 measured 2026-12-05 on the mmdebstrap base (877,009,938 before)
+
+
+def test_the_image_leaves_out_what_the_daemon_never_loads(podman: Podman, image: str):
+    """Issue 27: scipy but its FFT module, numpy's tests and the GL/LLVM/QuickSync libraries of
+    ffmpeg's packages are gone; the FFT module still loads on its own, ffmpeg still starts with its
+    network protocols; a late source is waited for (issue 28)."""
+    size = int(podman("image", "inspect", image, "--format", "{{.Size}}").stdout.strip())
+    assert size <= IMAGE_MAX_BYTES, size
+    env = podman("image", "inspect", image, "--format", "{{json .Config.Env}}").stdout
+    assert "SER_STREAM_AUDIO__WAIT_FOR_SOURCE=true" in env
+    r = podman("run", "--rm", "--entrypoint", "/opt/ser-stream/bin/python", image, "-c",
+               "import ser_stream.fft as f, importlib.util as u, pathlib as p; "
+               "print(f.BACKEND, (p.Path(u.find_spec('scipy').origin).parent / 'special').exists())")
+    assert r.stdout.split() == ["pypocketfft", "False"], r.stdout + r.stderr
+    r = podman("run", "--rm", "--entrypoint", "ffmpeg", image, "-hide_banner", "-protocols")
+    assert {"http", "https", "srt", "tls", "tcp", "rtp"} <= set(r.stdout.split()), r.stdout  # rtsp is a demuxer over tcp/rtp
+
+
 def test_config_from_the_mounted_file_and_the_environment(podman: Podman, image: str, tmp_path: Path):
     (tmp_path / "config.yaml").write_text("mqtt:\n  device_id: fromfile\nwindow:\n  hop_seconds: 0.5\n")
     tmp_path.chmod(0o700)
