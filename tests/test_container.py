@@ -71,19 +71,25 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     need(shutil.which("podman") is not None and shutil.which("runc") is not None,
          "podman and runc (Debian packages podman, runc) are not installed")
     p = Podman(tmp_path_factory.mktemp("podman"))
-    if not p.has_image(BASE_IMAGE):
-        need(shutil.which("mmdebstrap") is not None, "mmdebstrap (Debian package) is not installed")
-        rootfs = p.root / "rootfs.tar"
-        # a slim Debian like the official image: no documentation, locales or apt lists
-        subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet",
-                        "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
-                        "--dpkgopt=path-include=/usr/share/doc/*/copyright", "--dpkgopt=path-exclude=/usr/share/locale/*",
-                        "--aptopt=APT::Install-Recommends \"false\"",
-                        "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin",
-                        "bookworm", str(rootfs), "http://deb.debian.org/debian"], check=True, capture_output=True)
-        p("import", str(rootfs), BASE_IMAGE)
-        rootfs.unlink()
+    make_base(p, BASE_IMAGE)
     return p
+
+
+def make_base(p: Podman, name: str, arch: str | None = None) -> None:
+    """A slim Debian like the official image (no documentation, locales or apt lists), made with
+    mmdebstrap for ``arch`` (None: this machine's) and imported as ``name``, unless it exists."""
+    if p.has_image(name):
+        return
+    need(shutil.which("mmdebstrap") is not None, "mmdebstrap (Debian package) is not installed")
+    rootfs = p.root / f"rootfs-{arch or 'native'}.tar"
+    subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet", *([f"--architectures={arch}"] if arch else []),
+                    "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
+                    "--dpkgopt=path-include=/usr/share/doc/*/copyright", "--dpkgopt=path-exclude=/usr/share/locale/*",
+                    "--aptopt=APT::Install-Recommends \"false\"",
+                    "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin",
+                    "bookworm", str(rootfs), "http://deb.debian.org/debian"], check=True, capture_output=True)
+    p("import", *(["--arch", arch] if arch else []), str(rootfs), name)
+    rootfs.unlink()
 
 
 @pytest.fixture(scope="session")
@@ -347,3 +353,42 @@ def test_addon_folder_is_complete_and_its_options_mapped():
 
     assert config["version"] == __version__
     assert all(ref.endswith(f":{__version__}") for ref in build["build_from"].values())  # the image of this release
+
+
+# The aarch64 image (a Raspberry Pi 4/5), built and run here under emulation: Debian's qemu-user-static
+# registered with binfmt_misc (README "Run in a container"). About 10 minutes on 2 cores, so it runs
+# when asked: SER_STREAM_TEST_ARM64=1.
+ARM64_BASE = "localhost/debian-arm64:bookworm-slim"
+ARM64_IMAGE = "localhost/ser-stream:test-arm64"
+
+
+def lines_of_run(podman: Podman, image: str, audio: Path, *platform: str) -> list[dict]:
+    r = podman("run", "--rm", *platform, "-v", f"{audio}:/a.wav:ro", image, "run", "--input", "/a.wav", "--fast",
+               "--format", "json", timeout=1200)
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+@pytest.mark.skipif(os.environ.get("SER_STREAM_TEST_ARM64") != "1", reason="the arm64 image takes ~10 min under "
+                    "emulation: SER_STREAM_TEST_ARM64=1 runs it")
+def test_the_arm64_image_streams_as_the_amd64_one(podman: Podman, image: str, long_wav: Path, tmp_path: Path):
+    need(Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").is_file()
+         and "enabled" in Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").read_text(),
+         "no aarch64 emulation: apt-get install qemu-user-static binfmt-support arch-test, then "
+         "update-binfmts --enable qemu-aarch64 (binfmt_misc mounted)")
+    make_base(podman, ARM64_BASE, "arm64")
+    podman.build(ROOT, ARM64_IMAGE, "--platform", "linux/arm64", "--build-arg", f"BASE={ARM64_BASE}",
+                 "-f", str(ROOT / "Containerfile"))
+    assert podman("image", "inspect", ARM64_IMAGE, "--format", "{{.Architecture}}").stdout.strip() == "arm64"
+    native = lines_of_run(podman, image, long_wav)
+    emulated = lines_of_run(podman, ARM64_IMAGE, long_wav, "--platform", "linux/arm64")
+    assert len(native) == len(emulated) > 20
+    for a, b in zip(native, emulated):
+        assert (a["t"], a["speech"], a["label"], a["mood"]) == (b["t"], b["speech"], b["label"], b["mood"])
+        for key in ("confidence", "arousal", "valence"):  # printed with 3 decimals: one unit of the last
+            assert (a[key] is None) == (b[key] is None) and (a[key] is None or abs(a[key] - b[key]) <= 1e-3 + 1e-9)
+        assert (a["probs"] is None) == (b["probs"] is None)
+        if a["probs"] is not None:
+            assert max(abs(a["probs"][k] - b["probs"][k]) for k in a["probs"]) <= 1e-4 + 1e-9  # the JSON's rounding
+    podman.build(ADDON, ADDON_IMAGE + "-arm64", "--platform", "linux/arm64", "--build-arg", f"BUILD_FROM={ARM64_IMAGE}")
+    effective, err = addon_check_config(podman, ADDON_IMAGE + "-arm64", tmp_path, {**OPTIONS, "microphone": "USB"})
+    assert effective["audio"]["device"] == "USB" and "MQTT is off" in err
