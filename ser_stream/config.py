@@ -130,9 +130,9 @@ class ModelConfig(_Section):
 class MoodConfig(_Section):
     min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     """A new mood must reach this smoothed probability..."""
-    min_dwell_seconds: float = Field(default=3.0, ge=0.0)
+    min_dwell_seconds: float = Field(default=6.0, ge=0.0)
     """...and stay the leading label for this long before the mood changes."""
-    smoothing_seconds: float = Field(default=4.0, ge=0.0)
+    smoothing_seconds: float = Field(default=8.0, ge=0.0)
     """Time constant of the moving average of probabilities over speech windows."""
     idle_after_seconds: float = Field(default=60.0, gt=0.0)
     """After this much continuous silence the mood returns to ``idle``."""
@@ -207,11 +207,11 @@ class AdaptationConfig(_Section):
     forgotten beyond it); 0 (the default until the embedding follows a voice into anger:
     models/README.md) = one baseline for every voice. Needs a model with a voice embedding; 6 is
     what the measurements used."""
-    arousal_spread: float | None = Field(default=None, gt=0.0, le=10.0)
+    arousal_spread: float | None = Field(default=1.0, gt=0.0, le=10.0)
     """Scale the relative arousal so that the household's own spread of arousal (the interquartile
     range of its recent speech's logits, once 60 windows were heard; floored at half this value)
-    counts as this many logit units: distance and noise shrink the range, a lively home widens it.
-    null = unscaled (models/README.md: measured, not yet the default)."""
+    counts as this many logit units: distance, noise and a flat calibration shrink the range, a
+    lively home widens it (models/README.md, "Homes of K voices"). null = unscaled."""
     persist: bool = True
     """Keep the statistics in ``state.directory`` across restarts (microphone input only;
     ``run --input`` adapts within the file and starts from the population)."""
