@@ -243,7 +243,8 @@ def test_thirty_seconds_of_speech_are_not_idle(long_wav: Path):
     """idle means nobody is talking: 30 s of speech through run's own loop sets a mood within the dwell."""
     speech = _run(long_wav, None)
     assert len(speech) >= 25
-    assert all(w["mood"] != "idle" for w in speech[3:]), [w["mood"] for w in speech]
+    dwell = int(round(Config().mood.min_dwell_seconds / Config().window.hop_seconds))  # hops
+    assert all(w["mood"] != "idle" for w in speech[dwell:]), [w["mood"] for w in speech]
 
 
 def test_each_room_and_source_keeps_its_own_statistics(long_wav: Path, tmp_path: Path, caplog, monkeypatch):
