@@ -64,14 +64,14 @@ def homes_of(corpus: Path, model, config: Config, *, jobs: int, seed: int, cache
     """The held-out corpus's homes, analysed (or read back from ``cache``)."""
     from ser_stream.training.homes import home_streams
 
-    clips = scan_corpora([corpus])
-    plans = {p.name: p for a in HOME_ACOUSTICS for p in home_plans(clips, acoustics=a, seed=seed)}
     import hashlib
 
+    clips = scan_corpora([corpus])
     what = {"features": model.features.to_dict(), **{k: config.model_dump(mode="json")[k] for k in ANALYSIS_SECTIONS}}
     key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = None if cache is None else cache / f"homes-{corpus.name}-seed{seed}-{key}.npz"
-    if path is not None and path.is_file():
+    if path is not None and path.is_file():  # the plans are drawn again (seeded, cheap); their streams are read back
+        plans = {p.name: p for a in HOME_ACOUSTICS for p in home_plans(clips, acoustics=a, seed=seed)}
         with np.load(path, allow_pickle=False) as data:
             names = [str(n) for n in data["names"]]
             return [(plans[n], Stream(name=n, hop_seconds=float(data["hop"]),

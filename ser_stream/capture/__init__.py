@@ -35,10 +35,9 @@ def source_opener(config: "Config", *, input: str | None, fast: bool) -> tuple[C
         from .file import FileSource
 
         return (lambda: FileSource(input, realtime=not fast)), input, False
-    from .microphone import microphone_opener
+    from .microphone import device_label, microphone_opener
 
     opener = microphone_opener(device=a.device, sample_rate_hz=a.sample_rate_hz, channels=a.channels,
                                block_seconds=a.block_seconds, stall_seconds=a.stall_seconds,
                                watchdog_budget_seconds=a.watchdog_budget_seconds)
-    name = "the default input device" if a.device is None else f"input device {a.device!r}"
-    return opener, name, True
+    return opener, device_label(a.device), True

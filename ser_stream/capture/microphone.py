@@ -68,6 +68,11 @@ def list_input_devices() -> list[dict[str, Any]]:
     return out
 
 
+def device_label(device: str | int | None) -> str:
+    """How the configured input device is named in errors and in systemd's STATUS=."""
+    return "the default input device" if device is None else f"input device {device!r}"
+
+
 def resolve_device(device: str | int | None) -> dict[str, Any]:
     """Find the input device: an index, a name substring, or None for the default.
 
@@ -89,8 +94,7 @@ def resolve_device(device: str | int | None) -> dict[str, Any]:
             log.warning("no default input device; using %r", candidates[0]["name"])
             return dict(candidates[0])
     except (ValueError, sd.PortAudioError) as exc:
-        what = "the default input device" if device is None else f"input device {device!r}"
-        raise SourceAbsentError(f"{what} is unavailable: {exc}; {HINT}") from None
+        raise SourceAbsentError(f"{device_label(device)} is unavailable: {exc}; {HINT}") from None
 
 
 
