@@ -39,11 +39,14 @@ class HttpAudioServer:
     """`ffmpeg -listen 1` serving a WAV stream in real time to **one client**, started once (and again
     only when a test restarts it): a daemon that opened a second connection would get nothing."""
 
-    def __init__(self, audio: Path, root: Path, *, loop: bool = True, start: bool = True) -> None:
+    def __init__(self, audio: Path, root: Path, *, loop: bool = True, start: bool = True,
+                 encode: tuple[str, str, str] = ("pcm_s16le", "wav", "live.wav")) -> None:
+        """``encode``: (ffmpeg codec, container format, path) of what is served."""
         need(shutil.which("ffmpeg") is not None, "ffmpeg (Debian package ffmpeg) is not installed")
         self.port = free_port()
         self.audio = audio
         self.loop = loop
+        self.codec, self.container, self.path = encode
         self.log_path = root / f"http-{self.port}.log"
         self.log = open(self.log_path, "ab")
         self._proc: subprocess.Popen | None = None
@@ -57,7 +60,7 @@ class HttpAudioServer:
         self._proc = subprocess.Popen(
             ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
              *(["-stream_loop", "-1"] if self.loop else []), "-i", str(self.audio),
-             "-c:a", "pcm_s16le", "-f", "wav", "-listen", "1", f"http://127.0.0.1:{self.port}/live.wav"],
+             "-c:a", self.codec, "-f", self.container, "-listen", "1", f"http://127.0.0.1:{self.port}/{self.path}"],
             stdout=self.log, stderr=self.log)
         wait_until_listening(self.port, proc=self._proc, what="ffmpeg -listen", log=self.log_path)
 
@@ -71,7 +74,7 @@ class HttpAudioServer:
             self._proc.wait(5)
 
     def url(self, userinfo: str = "") -> str:
-        return f"http://{userinfo}127.0.0.1:{self.port}/live.wav"
+        return f"http://{userinfo}127.0.0.1:{self.port}/{self.path}"
 
 
 RTSP_SERVER = r'''
