@@ -419,8 +419,8 @@ def lines_of_run(podman: Podman, image: str, audio: Path, *platform: str) -> lis
     return [json.loads(line) for line in r.stdout.splitlines()]
 
 
-@pytest.mark.skipif(os.environ.get("SER_STREAM_TEST_ARM64") != "1", reason="the arm64 image takes ~10 min under "
-                    "emulation: SER_STREAM_TEST_ARM64=1 runs it")
+@pytest.mark.skipif(os.environ.get("SER_STREAM_TEST_ARM64") != "1", reason="the arm64 image takes ~27 min under "
+                    "emulation (ffmpeg is compiled): SER_STREAM_TEST_ARM64=1 runs it")
 def test_the_arm64_image_streams_as_the_amd64_one(podman: Podman, image: str, long_wav: Path, tmp_path: Path):
     need(Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").is_file()
          and "enabled" in Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").read_text(),
