@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,13 +43,18 @@ STREAM_ARRAYS = ("clips", "starts", "ends", "t", "speech", "vectors", "clip_of")
 
 
 def parse_grid(items: list[str]) -> list[dict[str, object]]:
-    """``KEY=V1,V2`` items -> every combination, as {dotted key: value}."""
+    """``KEY=V1,V2`` items (JSON values, ``none`` = null; a value may be a list) -> every combination,
+    as {dotted key: value}."""
     axes = []
     for item in items:
         key, _, values = item.partition("=")
         if not values or "." not in key:
             raise SystemExit(f"--grid {item!r}: expected SECTION.KEY=V1,V2,...")
-        axes.append([(key, None if v.lower() in ("none", "null") else json.loads(v)) for v in values.split(",")])
+        try:  # the values as a JSON list's items, so that a value may be a list itself: band_hz=[300,3400],null
+            parsed = json.loads("[" + re.sub(r"\bnone\b", "null", values, flags=re.I) + "]")
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"--grid {item!r}: {exc}") from None
+        axes.append([(key, v) for v in parsed])
     return [dict(c) for c in itertools.product(*axes)] if axes else [{}]
 
 

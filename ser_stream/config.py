@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .labels import LABELS as EMOTION_LABELS
@@ -93,6 +93,8 @@ class WindowConfig(_Section):
 # household protocol's UAR on one fold rose from 0.51 to 0.60 at -60 (models/README.md).
 # Steady noise above it is still refused by the noise margin.
 VAD_THRESHOLD_DBFS = -60.0
+# The band whose level the noise margin is measured on (ser_stream/vad.py; models/README.md).
+VAD_BAND_HZ: tuple[float, float] | None = (300.0, 3400.0)
 
 
 class VadConfig(_Section):
@@ -100,9 +102,18 @@ class VadConfig(_Section):
     threshold_dbfs: float = Field(default=VAD_THRESHOLD_DBFS, ge=-100.0, le=0.0)
     """A 10 ms frame is active when its level exceeds this (dB full scale)..."""
     noise_margin_db: float = Field(default=10.0, ge=0.0, le=60.0)
-    """...and exceeds the window's quietest frames by this much."""
+    """...and exceeds the window's quietest frames by this much..."""
+    band_hz: tuple[float, float] | None = VAD_BAND_HZ
+    """...in this band of the spectrum, [low, high] Hz (null: the whole spectrum's level)."""
     min_active_seconds: float = Field(default=0.5, ge=0.0)
     """A window is speech when it holds at least this much active audio."""
+
+    @field_validator("band_hz")
+    @classmethod
+    def _band(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0.0 <= v[0] < v[1] <= 8000.0:
+            raise ValueError(f"band_hz {list(v)}: expected [low, high] with 0 <= low < high <= 8000 (Hz)")
+        return v
 
 
 

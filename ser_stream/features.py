@@ -188,6 +188,16 @@ class FeatureDefinition:
             drop.add(self.frame.column("level_db"))
         return np.array([c for c in range(self.n_frame_columns) if c not in drop])
 
+    def mel_bands_within(self, low_hz: float, high_hz: float) -> slice:
+        """The log-mel frame columns (a slice of :attr:`frame`'s ``logmel``) of the bands whose filter
+        peaks between ``low_hz`` and ``high_hz`` (the peaks rise with the band: they are contiguous)."""
+        peaks = self.freqs_hz[np.argmax(self.mel, axis=1)]
+        inside = np.flatnonzero((peaks >= low_hz) & (peaks <= high_hz))
+        if inside.size == 0:
+            raise ValueError(f"no mel band peaks between {low_hz} and {high_hz} Hz")
+        start = self.frame.logmel.start
+        return slice(start + int(inside[0]), start + int(inside[-1]) + 1)
+
     @cached_property
     def pitch_lags(self) -> tuple[int, int, np.ndarray]:
         """(lowest lag, highest lag, float32 window-autocorrelation correction over lags lo-1 .. hi+1)."""
@@ -460,6 +470,17 @@ def _pitch(power: np.ndarray, fdef: FeatureDefinition) -> tuple[np.ndarray, np.n
 def level_column(*, fdef: FeatureDefinition) -> int:
     """Index of the level (dBFS) column in :func:`frame_features`' output."""
     return fdef.frame.column("level_db")
+
+
+NEPER_PER_DB = np.float32(np.log(10.0) / 10.0)
+
+
+def band_level_db(feats: np.ndarray, bands: slice) -> np.ndarray:
+    """(T,) float32: each frame's power in the log-mel columns ``bands``
+    (:meth:`FeatureDefinition.mel_bands_within`), in dB on the log-mel scale (for margins between
+    frames, not an absolute level). The log-mel values are floored at ``amin`` and stay far from
+    float32's range, so exp needs no shift."""
+    return np.log(np.exp(feats[:, bands] * NEPER_PER_DB).sum(axis=1)) * DB_PER_NEPER
 
 
 def window_level_dbfs(feats: np.ndarray, *, fdef: FeatureDefinition) -> float:

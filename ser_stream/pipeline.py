@@ -17,7 +17,7 @@ from . import features as F
 from . import vad
 from .adaptation import RunningStats
 from .voices import Household
-from .config import VAD_THRESHOLD_DBFS, Config, ConfigError
+from .config import VAD_BAND_HZ, VAD_THRESHOLD_DBFS, Config, ConfigError
 from .model import Model
 
 
@@ -138,6 +138,7 @@ class Analyzer:
         vad_enabled: bool = True,
         vad_threshold_dbfs: float = VAD_THRESHOLD_DBFS,
         vad_noise_margin_db: float = 10.0,
+        vad_band_hz: tuple[float, float] | None = VAD_BAND_HZ,
         vad_min_active_seconds: float = 0.5,
         keep_vectors: bool = False,
         adapter: Household | RunningStats | None = None,
@@ -156,6 +157,7 @@ class Analyzer:
         self.vad_enabled = vad_enabled
         self.vad_threshold_dbfs = vad_threshold_dbfs
         self.vad_noise_margin_db = vad_noise_margin_db
+        self.vad_bands = None if vad_band_hz is None else fdef.mel_bands_within(*vad_band_hz)
         self.vad_min_active_seconds = vad_min_active_seconds
         self.keep_vectors = keep_vectors
         self.damaged_samples = 0  # non-finite or absurdly large input samples replaced (see push)
@@ -236,6 +238,7 @@ class Analyzer:
                 feats[:, F.level_column(fdef=fdef)],
                 threshold_dbfs=self.vad_threshold_dbfs,
                 noise_margin_db=self.vad_noise_margin_db,
+                band_db=None if self.vad_bands is None else F.band_level_db(feats, self.vad_bands),
             )
             speech = vad.is_speech(
                 active, frame_seconds=fdef.hop_samples / fdef.sample_rate_hz, min_active_seconds=self.vad_min_active_seconds
@@ -261,6 +264,7 @@ def make_analyzer(config: Config, model: Model | None, *, keep_vectors: bool = F
         vad_enabled=config.vad.enabled,
         vad_threshold_dbfs=config.vad.threshold_dbfs,
         vad_noise_margin_db=config.vad.noise_margin_db,
+        vad_band_hz=config.vad.band_hz,
         vad_min_active_seconds=config.vad.min_active_seconds,
         keep_vectors=keep_vectors,
         adapter=adapter,
