@@ -172,6 +172,7 @@ class Analyzer:
         self._buf = np.zeros(0, dtype=np.float32)  # samples from global index _buf0 on
         self._buf0 = 0
         self._frames = np.zeros((0, fdef.n_frame_columns), dtype=np.float32)  # from global frame _frame0
+        self._bands = np.zeros(0, dtype=np.float32)  # the same frames' speech-band level, when the gate uses it
         self._frame0 = 0
         self._next_frame = 0
         self._next_end = self.window_samples
@@ -209,6 +210,8 @@ class Analyzer:
         seg = self._buf[off : off + (count - 1) * fh + n_fft]
         new = F.frame_features(F.frame_signal(seg, n_fft=n_fft, hop=fh), fdef=self.fdef)
         self._frames = np.concatenate([self._frames, new]) if self._frames.size else new
+        if self.vad_bands is not None:  # once per frame, not once per window that holds it
+            self._bands = np.concatenate([self._bands, F.band_level_db(new, self.vad_bands)])
         self._next_frame = last_frame + 1
         # samples before the next frame's start are no longer needed
         drop = self._next_frame * fh - self._buf0
@@ -221,16 +224,19 @@ class Analyzer:
         start = end - self.window_samples
         first_frame, last_frame = start // fh, (end - n_fft) // fh
         self._compute_frames(last_frame)
-        feats = self._frames[first_frame - self._frame0 : last_frame + 1 - self._frame0]
+        window = slice(first_frame - self._frame0, last_frame + 1 - self._frame0)
+        feats, bands = self._frames[window], self._bands[window] if self.vad_bands is not None else None
         # frames before the next window's first frame are no longer needed
         keep_from = (start + self.hop_samples) // fh
         if keep_from > self._frame0:
             self._frames = self._frames[keep_from - self._frame0 :]
+            self._bands = self._bands[keep_from - self._frame0 :]
             self._frame0 = keep_from
         self.windows_emitted += 1
-        return self._classify(feats, t=self.t0 + end / self.sample_rate_hz)
+        return self._classify(feats, bands, t=self.t0 + end / self.sample_rate_hz)
 
-    def _classify(self, feats: np.ndarray, *, t: float) -> WindowResult:
+    def _classify(self, feats: np.ndarray, bands: np.ndarray | None, *, t: float) -> WindowResult:
+        """``bands``: the frames' speech-band level (:func:`~ser_stream.features.band_level_db`), or None."""
         fdef = self.fdef
         level = F.window_level_dbfs(feats, fdef=fdef)
         if self.vad_enabled:
@@ -238,7 +244,7 @@ class Analyzer:
                 feats[:, F.level_column(fdef=fdef)],
                 threshold_dbfs=self.vad_threshold_dbfs,
                 noise_margin_db=self.vad_noise_margin_db,
-                band_db=None if self.vad_bands is None else F.band_level_db(feats, self.vad_bands),
+                band_db=bands,
             )
             speech = vad.is_speech(
                 active, frame_seconds=fdef.hop_samples / fdef.sample_rate_hz, min_active_seconds=self.vad_min_active_seconds

@@ -407,8 +407,8 @@ def test_addon_folder_is_complete_and_its_options_mapped():
 
 
 # The aarch64 image (a Raspberry Pi 4/5), built and run here under emulation: Debian's qemu-user-static
-# registered with binfmt_misc (README "Run in a container"). About 10 minutes on 2 cores, so it runs
-# when asked: SER_STREAM_TEST_ARM64=1.
+# registered with binfmt_misc (README "Run in a container"). About 27 minutes on 2 cores (ffmpeg is
+# compiled under emulation), so it runs when asked: SER_STREAM_TEST_ARM64=1.
 ARM64_BASE = "localhost/debian-arm64:bookworm-slim"
 ARM64_IMAGE = "localhost/ser-stream:test-arm64"
 

@@ -36,8 +36,9 @@ def ffmpeg_pids(marker: str) -> list[int]:
 
 
 class HttpAudioServer:
-    """`ffmpeg -listen 1` serving a WAV stream in real time to **one client**, started once (and again
-    only when a test restarts it): a daemon that opened a second connection would get nothing."""
+    """`ffmpeg -listen 1` serving a stream (WAV unless told another codec) in real time to **one
+    client**, started once (and again only when a test restarts it): a daemon that opened a second
+    connection would get nothing."""
 
     def __init__(self, audio: Path, root: Path, *, loop: bool = True, start: bool = True,
                  encode: tuple[str, str, str] = ("pcm_s16le", "wav", "live.wav")) -> None:
