@@ -46,8 +46,8 @@ AROUSAL_WINDOWS = 600  # the household's arousal baseline: the median of the las
 RECENT_WINDOWS = 60  # the arousal median that decides which windows join the statistics (1 min of speech)
 MAX_WINDOWS = 1000  # beyond this the statistics forget exponentially (about 17 minutes of speech)
 STD_FLOOR = 1e-6
-SPREAD_FLOOR = 0.5  # of the reference: a monotone household is not amplified beyond twice
-SPREAD_MIN_WINDOWS = 60  # speech windows before the household's spread is its own
+SPREAD_FLOOR = 0.25  # of the reference: a monotone household is not amplified beyond four times
+SPREAD_MIN_WINDOWS = 30  # speech windows before the household's spread is its own (half a minute of speech)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ class MoodConfig(_Section):
     """Time constant of the moving average of probabilities over speech windows."""
     idle_after_seconds: float = Field(default=60.0, gt=0.0)
     """After this much continuous silence the mood returns to ``idle``."""
-    arousal_on: float | None = Field(default=0.4, ge=-1.0, le=1.0)
+    arousal_on: float | None = Field(default=0.45, ge=-1.0, le=1.0)
     """Smoothed arousal (the model's arousal head, [-1, 1]) from which the voice counts as agitated:
     the most probable agitated emotion becomes the mood without ``min_confidence``; null = off."""
     arousal_off: float | None = Field(default=0.1, ge=-1.0, le=1.0)

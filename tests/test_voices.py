@@ -217,6 +217,7 @@ def test_arousal_scaled_by_the_households_own_spread_survives_a_range_that_shrin
     """adaptation.arousal_spread: far from the microphone the head's logits spread over 0.4 of their
     range; scaled by the household's own spread, the same anger is as far above the calm as near it."""
     from ser_stream.adaptation import SPREAD_MIN_WINDOWS, ArousalBaseline
+    from ser_stream.config import Config
 
     rng = np.random.default_rng(5)
     calm = rng.normal(0.0, 1.0, 300)
@@ -231,11 +232,22 @@ def test_arousal_scaled_by_the_households_own_spread_survives_a_range_that_shrin
             answers[name, reference] = b.relative(float(np.tanh(squeeze * 3.0 / 2)), scale=b.spread_scale())
     assert answers["far", None] < 0.6 < 0.85 < answers["near", None]  # unscaled, the far quarrel is much lower
     assert answers["far", 1.0] == pytest.approx(answers["near", 1.0], abs=0.05) and answers["far", 1.0] > 0.7
-    # a monotone household is amplified at most twice (the floor)
+    # a monotone household is amplified at most four times (the floor: 0.25 of the reference)
     flat = ArousalBaseline(spread_reference=1.0)
     for z in rng.normal(0.0, 0.01, 100):
         flat.add(float(np.tanh(z / 2)))
-    assert flat.spread_scale() == pytest.approx(2.0)
+    assert flat.spread_scale() == pytest.approx(4.0)
+    # a calm home whose logits spread over 0.13 (a flat calibration: the nEMO fold's homes spread over
+    # 0.16-0.29, models/README.md) hears a voice 0.35 logits above its median as agitated (over
+    # mood.arousal_on, 0.45); a floor of half the reference (twice at most) gave 0.34. Its spread is
+    # its own after half a minute of speech.
+    narrow = ArousalBaseline(spread_reference=1.0)
+    for i, z in enumerate(rng.normal(0.0, 0.1, 40)):
+        assert (narrow.spread() is None) == (i < SPREAD_MIN_WINDOWS) and SPREAD_MIN_WINDOWS <= 30
+        narrow.add(float(np.tanh(z / 2)))
+    loud = float(np.tanh((narrow.median() + 0.35) / 2))
+    assert narrow.relative(loud, scale=narrow.spread_scale()) > Config().mood.arousal_on > \
+        narrow.relative(loud, scale=min(narrow.spread_scale(), 2.0))
 
 
 def test_homes_of_k_voices_are_seeded_households_heard_dry_near_and_far(data_dir: Path):
