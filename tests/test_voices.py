@@ -241,9 +241,10 @@ def test_arousal_scaled_by_the_households_own_spread_survives_a_range_that_shrin
     # 0.16-0.29, models/README.md) hears a voice 0.35 logits above its median as agitated (over
     # mood.arousal_on, 0.45); a floor of half the reference (twice at most) gave 0.34. Its spread is
     # its own after half a minute of speech.
+    assert SPREAD_MIN_WINDOWS <= 30
     narrow = ArousalBaseline(spread_reference=1.0)
     for i, z in enumerate(rng.normal(0.0, 0.1, 40)):
-        assert (narrow.spread() is None) == (i < SPREAD_MIN_WINDOWS) and SPREAD_MIN_WINDOWS <= 30
+        assert (narrow.spread() is None) == (i < SPREAD_MIN_WINDOWS)
         narrow.add(float(np.tanh(z / 2)))
     loud = float(np.tanh((narrow.median() + 0.35) / 2))
     assert narrow.relative(loud, scale=narrow.spread_scale()) > Config().mood.arousal_on > \
